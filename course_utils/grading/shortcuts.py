@@ -1,0 +1,157 @@
+"""Shortcut detection: a solution cell must be the student's own work.
+
+The course ships reference implementations (course_utils.layers and friends) that later
+notebooks use. A submission could answer "implement affine_forward" with
+`from course_utils.layers import affine_forward`, or hide that behind an alias, a helper
+defined in a cell of its own, `importlib`, or a string. Before the notebook runs,
+`ShortcutGuard` reads every code cell with Python's `ast` (no student code runs), and when a
+solution cell reaches a reference implementation it replaces that cell with one that
+defines the same names as functions raising `ShortcutError`: that part's tests fail with a
+message saying why, and the rest of the notebook is graded normally.
+"""
+from __future__ import annotations
+
+import ast
+
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import List, Unicode
+
+from . import incidents
+
+# Modules whose functions students are asked to write somewhere in the course.
+REFERENCE_MODULES = (
+    "course_utils.layers", "course_utils.fast_layers", "course_utils.rnn_layers",
+    "course_utils.layer_utils", "course_utils.optim", "course_utils.solver",
+    "course_utils.models", "course_utils.classifiers", "course_utils.features",
+)
+# Builtins and attributes that can reach a module without an import statement.
+DYNAMIC_NAMES = {"__import__", "importlib", "exec", "eval", "compile", "globals", "vars",
+                 "getattr", "__builtins__"}
+DYNAMIC_ATTRIBUTES = {"import_module", "modules", "__dict__", "__globals__"}
+
+
+def _is_reference(module: str, allowed: tuple[str, ...]) -> bool:
+    if any(module == a or module.startswith(a + ".") for a in allowed):
+        return False
+    if module == "course_utils":
+        return True  # `import course_utils` reaches everything through attributes
+    return any(module == m or module.startswith(m + ".") for m in REFERENCE_MODULES)
+
+
+class _Tainted(ast.NodeVisitor):
+    """Names bound, anywhere in the notebook, to something that reaches a reference module."""
+
+    def __init__(self, allowed):
+        self.allowed = allowed
+        self.names: set[str] = set()
+
+    def visit_Import(self, node):
+        for alias in node.names:
+            if _is_reference(alias.name, self.allowed) or alias.name.startswith("course_utils"):
+                if _is_reference(alias.name, self.allowed):
+                    self.names.add((alias.asname or alias.name).split(".")[0])
+
+    def visit_ImportFrom(self, node):
+        module = node.module or ""
+        for alias in node.names:
+            full = f"{module}.{alias.name}"
+            if _is_reference(module, self.allowed) or _is_reference(full, self.allowed):
+                self.names.add(alias.asname or alias.name)
+
+    def visit_Assign(self, node):
+        if _mentions(node.value, self.names):
+            for target in node.targets:
+                for n in ast.walk(target):
+                    if isinstance(n, ast.Name):
+                        self.names.add(n.id)
+        self.generic_visit(node)
+
+    def visit_FunctionDef(self, node):
+        # A helper defined outside the solution cell that uses a reference name is tainted too.
+        if _mentions(node, self.names - {node.name}):
+            self.names.add(node.name)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+
+def _mentions(node, names) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
+
+
+def shortcut_reason(cell_source: str, tainted: set[str], allowed=()) -> str | None:
+    """Why this solution cell is not the student's own work, or None if it looks fine."""
+    try:
+        tree = ast.parse(cell_source)
+    except SyntaxError:
+        return None  # the student's own broken code; its tests will say so
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if _is_reference(alias.name, allowed):
+                    return f"imports {alias.name}, which holds the course's reference code"
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if _is_reference(module, allowed) or any(
+                    _is_reference(f"{module}.{a.name}", allowed) for a in node.names):
+                return f"imports from {module}, which holds the course's reference code"
+        elif isinstance(node, ast.Name) and node.id in tainted and node.id not in defined:
+            return f"uses '{node.id}', which comes from the course's reference code"
+        elif (isinstance(node, ast.Name) and node.id in DYNAMIC_NAMES
+              or isinstance(node, ast.Attribute) and node.attr in DYNAMIC_ATTRIBUTES):
+            name = node.id if isinstance(node, ast.Name) else node.attr
+            return f"uses '{name}', which can load the course's reference code indirectly"
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and "course_utils" in node.value:
+            return "names course_utils in a string, which can load the reference code indirectly"
+    return None
+
+
+def _stub_cell(source: str, reason: str) -> str:
+    """Source that defines the cell's functions as raising ShortcutError(reason)."""
+    try:
+        tree = ast.parse(source)
+        names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    except SyntaxError:
+        names = []
+    message = f"This part scores 0: the solution cell {reason}. Write it yourself."
+    lines = ["class ShortcutError(Exception):", "    pass", ""]
+    for name in names:
+        lines += [f"def {name}(*args, **kwargs):", f"    raise ShortcutError({message!r})", ""]
+    lines.append(f"print({('ShortcutError: ' + message)!r})")
+    return "\n".join(lines)
+
+
+class ShortcutGuard(NbGraderPreprocessor):
+    """Sanitizing step: replaces solution cells that reach reference code (see module doc)."""
+
+    allowed_modules = List(
+        Unicode(), default_value=["course_utils.backend", "course_utils.gradient_check",
+                                  "course_utils.data", "course_utils.vis_utils"],
+        help="course_utils modules a solution cell may import.",
+    ).tag(config=True)
+    incident_dir = Unicode("", help="Where to record what was found (see incidents.py).").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        allowed = tuple(self.allowed_modules)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        tainted = _Tainted(allowed)
+        for cell in code:
+            try:
+                tainted.visit(ast.parse(cell.source))
+            except SyntaxError:
+                continue
+        found = []
+        for cell in code:
+            meta = cell.metadata.get("nbgrader", {})
+            if not meta.get("solution") or meta.get("grade"):
+                continue
+            reason = shortcut_reason(cell.source, tainted.names, allowed)
+            if reason:
+                found.append(f"{meta.get('grade_id', '?')}: {reason}")
+                cell.source = _stub_cell(cell.source, reason)
+        for line in found:
+            self.log.warning("Shortcut detected in %s", line)
+        incidents.record(self.incident_dir, resources.get("nbgrader", {}),
+                         [f"SHORTCUT in {line}: that part scores 0" for line in found])
+        return nb, resources
