@@ -221,6 +221,8 @@ def _check_cell(fn, x, prev_h, Wx, Wh, b, gates):
 
 def _check_sequence(fn, x, h0, Wx, Wh, b, gates):
     _require_ndim(fn, "x", x, 3, "(N, T, D)")
+    if x.shape[1] < 1:
+        _fail(fn, f"x must hold at least one timestep, got shape {x.shape}.")
     _check_cell(fn, x[:, 0, :], h0, Wx, Wh, b, gates)
 
 
