@@ -109,6 +109,7 @@ class Course:
         from nbgrader.coursedir import CourseDirectory
 
         _ensure_tools_on_path()
+        (self.root / "exchange").mkdir(parents=True, exist_ok=True)
         cfg = self.config()
         return NbGraderAPI(coursedir=CourseDirectory(config=cfg), config=cfg)
 

@@ -50,7 +50,8 @@ def main():
 
     from ipykernel import kernelapp
 
-    sys.argv = [sys.argv[0], "-f", args.connection_file, "--HistoryManager.hist_file=:memory:"]
+    sys.argv = [sys.argv[0], "-f", args.connection_file, "--HistoryManager.hist_file=:memory:",
+                "--log-level=ERROR"]
     kernelapp.launch_new_instance()
 
 

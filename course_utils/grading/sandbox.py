@@ -154,10 +154,15 @@ class SandboxedExecute(Execute):
         self._cell_timeout = self.timeout
         self._dead_since = None
         self._incidents = incidents
+        grader_cwd = os.getcwd()
         try:
             self._kernel_dirs = [kernels_dir]
+            # The kernel can read its parent's working directory (/proc/<ppid>/cwd); make that
+            # the scratch folder too. Every path the grader uses is absolute.
+            os.chdir(scratch)
             nb, resources = super().preprocess(nb, resources, km=km)
         finally:
+            os.chdir(grader_cwd)
             self.timeout = self._cell_timeout
             killed = end_processes_with_token(token)
             if killed:

@@ -1,0 +1,85 @@
+"""Example submissions made from the solutions, for the demo and for the pipeline's tests.
+
+For every notebook of the course:
+- `example-perfect`: the release with every solution cell filled from the solution notebook;
+- `example-untouched`: the release as students receive it;
+- `example-bug-<cell>`: the perfect one with one planted bug in one solution cell, as listed
+  in solutions/planted_bugs.json:
+
+    {"<assignment>/<notebook>": [
+        {"cell": "<grade_id of a solution cell>", "find": "<text>", "replace": "<text>",
+         "breaks": ["<grade_id of each test cell that must fail>"]}]}
+
+planted_bugs.json sits beside the assignment folders, so nbgrader never releases it.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+
+MARKER = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[^\n]*\n?", re.MULTILINE)
+
+
+def solution_text(source: str) -> str:
+    """A solution cell's source as a student who solved it would submit it."""
+    return MARKER.sub("", source)
+
+
+def perfect_submission(source_nb, release_nb):
+    """The release notebook with the solution notebook's answers in its solution cells."""
+    answers = {c.metadata["nbgrader"]["grade_id"]: solution_text(c.source)
+               for c in source_nb.cells if c.metadata.get("nbgrader", {}).get("solution")}
+    nb = nbformat.from_dict(json.loads(json.dumps(release_nb)))
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and meta.get("grade_id") in answers:
+            cell.source = answers[meta["grade_id"]]
+    return nb
+
+
+def planted_bugs(solutions: Path) -> dict:
+    path = Path(solutions) / "planted_bugs.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def plant(nb, bug):
+    """A copy of `nb` with `bug` applied; raises if its text is not found (a stale bug list)."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == bug["cell"]:
+            if bug["find"] not in cell.source:
+                raise ValueError(f"planted bug for cell {bug['cell']!r}: text {bug['find']!r} "
+                                 "not found; update solutions/planted_bugs.json")
+            cell.source = cell.source.replace(bug["find"], bug["replace"], 1)
+            return nb
+    raise ValueError(f"planted bug names cell {bug['cell']!r}, which the notebook lacks")
+
+
+def write_examples(course, out: Path, assignments=None) -> dict[str, dict]:
+    """Write the example submissions in nbgrader's layout; returns what each should score.
+
+    The returned dict maps student id -> {"notebook": ..., "assignment": ..., "breaks": [...]},
+    where "breaks" lists the test cells that must fail (None: every test cell must fail).
+    """
+    out = Path(out)
+    bugs = planted_bugs(course.solutions)
+    expect = {}
+    for a in assignments or course.assignments():
+        for src_path in sorted((course.solutions / a).glob("*.ipynb")):
+            name = src_path.stem
+            release_path = course.root / "release" / a / f"{name}.ipynb"
+            source_nb = nbformat.read(src_path, as_version=4)
+            release_nb = nbformat.read(release_path, as_version=4)
+            perfect = perfect_submission(source_nb, release_nb)
+            variants = {"example-perfect": (perfect, []), "example-untouched": (release_nb, None)}
+            for bug in bugs.get(f"{a}/{name}", []):
+                variants[f"example-bug-{bug['cell']}"] = (plant(perfect, bug), bug["breaks"])
+            for student, (nb, breaks) in variants.items():
+                dest = out / student / a / f"{name}.ipynb"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, dest)
+                expect.setdefault(student, {})[f"{a}/{name}"] = breaks
+    return expect
