@@ -380,6 +380,25 @@ def natural_patch_regions():
     return regions
 
 
+def _sample_corners(photo, c, regions, split, n, rng):
+    """n random patch corners (photo, top, left) inside the photo's regions of `split`.
+
+    Patches that are nearly flat (pixel std below 4, e.g. the black surround of the retina)
+    are drawn again; after a few rounds whatever is left is kept, so this always ends."""
+    tiles = np.array([(t, l) for t, l, s in regions if s == split])
+    found = np.zeros((0, 2), np.int64)
+    for attempt in range(10):
+        need = n - len(found)
+        if need <= 0:
+            break
+        pick = tiles[rng.integers(len(tiles), size=2 * need)]
+        tl = pick + rng.integers(TILE - PATCH + 1, size=(2 * need, 2))
+        if attempt < 9:
+            tl = tl[[photo[t:t + PATCH, l:l + PATCH].std() >= 4.0 for t, l in tl]]
+        found = np.concatenate([found, tl[:need]])
+    return np.column_stack([np.full(n, c), found])
+
+
 def natural_patches(num_train=8000, num_val=1000, num_test=1000, seed=0):
     """Cut the 'natural-patches' set: 32x32 RGB patches labelled with their source photo.
 
@@ -400,10 +419,7 @@ def natural_patches(num_train=8000, num_val=1000, num_test=1000, seed=0):
         corners = np.empty((n, 3), np.int64)
         for c in range(n_classes):
             rows = np.flatnonzero(labels == c)
-            tiles = np.array([(t, l) for t, l, s in regions[c] if s == split])
-            pick = tiles[rng.integers(len(tiles), size=len(rows))]
-            offset = rng.integers(TILE - PATCH + 1, size=(len(rows), 2))
-            corners[rows] = np.column_stack([np.full(len(rows), c), pick + offset])
+            corners[rows] = _sample_corners(photos[c], c, regions[c], split, len(rows), rng)
         order = rng.permutation(n)
         corners, labels = corners[order], labels[order]
         out[f"X_{split}"] = np.stack([photos[p][t:t + PATCH, l:l + PATCH] for p, t, l in corners]
@@ -604,7 +620,7 @@ CAPTION_WORDS = ("<NULL>", "<START>", "<END>", "<UNK>", "a", "small", "big", "re
 CAPTION_LENGTH = 12      # <START> a big red circle left of a small blue square <END>
 FEATURE_DIM = 512
 _FEATURE_SEED = 231      # fixed: features mean the same thing for every dataset seed
-_FEATURE_SHIFT, _FEATURE_SCALE = 0.0, 1.0
+_FEATURE_SHIFT, _FEATURE_SCALE = 0.02, 0.065  # the mean and std of sqrt(features)
 _OBJECTS = [(s, c, h) for s in SIZES for c in COLORS for h in SHAPES]  # 24 objects
 
 
@@ -649,12 +665,18 @@ def _all_scenes():
     return singles, pairs
 
 
+@functools.lru_cache(maxsize=4)
+def _pixel_centres(side):
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) + 0.5
+    return yy, xx
+
+
 def _draw_scene(scene, size, rng):
     """Render a scene as a uint8 (3, size, size) image (drawn at 2x, then averaged down)."""
     s2 = 2 * size
-    image = np.empty((s2, s2, 3), np.float64)
+    image = np.empty((s2, s2, 3), np.float32)
     image[:] = rng.uniform(20, 110)  # a plain gray background, darker or lighter
-    yy, xx = np.mgrid[0:s2, 0:s2] + 0.5
+    yy, xx = _pixel_centres(s2)
     if scene[0] == "single":
         places = [(scene[1], scene[2])]
     else:
@@ -676,37 +698,56 @@ def _draw_scene(scene, size, rng):
         else:  # an upward triangle filling half of a square box: apex at the top middle
             mask = (dy <= reach) & (np.abs(dx) <= (dy + reach) / 2)
         image[mask] = np.clip(np.array(COLORS[color]) + rng.uniform(-15, 15, 3), 0, 255)
-    small = image.reshape(size, 2, size, 2, 3).mean(axis=(1, 3))
+    small = (image[0::2, 0::2] + image[1::2, 0::2] + image[0::2, 1::2] + image[1::2, 1::2]) / 4
     return np.round(small).astype(np.uint8).transpose(2, 0, 1)
 
 
-def caption_features(images):
-    """The fixed 512-d feature vector of each image of the offline captioning set.
+def _hue_saturation(x):
+    """Hue (0..1, red = 0) and saturation (0..1) of RGB values x (N, 3, H, W) in 0..1."""
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    hi, lo = x.max(axis=1), x.min(axis=1)
+    spread = np.maximum(hi - lo, 1e-6)
+    hue = np.where(hi == r, ((g - b) / spread) % 6,
+                   np.where(hi == g, (b - r) / spread + 2, (r - g) / spread + 4)) / 6
+    return hue, (hi - lo) / np.maximum(hi, 1e-6)
 
-    A stand-in for a CNN's fc7 features: an *untrained* convolution layer whose 32 filters
-    (5x5x3) are drawn once with a fixed seed, a ReLU, then average pooling over a 4x4 grid
-    of image regions: 32 channels x 16 regions = 512 numbers per image. Standardised with
-    fixed constants so the values are of order one.
 
-    images: uint8 (N, 3, H, W) with H and W multiples of 4. Returns float32 (N, 512).
+def caption_features(images, grid=4, bins=8):
+    """The fixed 512-d feature vector of each picture of the offline captioning set.
+
+    A stand-in for a CNN's fc7 features, built from the same ideas as the hand-made
+    features of ``course_utils.features``: the picture is cut into a 4x4 grid of regions and
+    each region is described by 32 numbers,
+      - 24: for each colour channel, an 8-bin histogram of gradient orientations (unsigned,
+        each pixel votes with its gradient magnitude), like HOG: edges, hence shape;
+      - 8: an 8-bin hue histogram, each pixel voting with its saturation (gray votes 0):
+        colour.
+    16 regions x 32 = 512 numbers; the square root of each (which evens out large and small
+    histogram entries), shifted and scaled by fixed constants to be of order one. Nothing is
+    learned from data, so a picture's features never depend on the rest of the set.
+
+    images: uint8 (N, 3, H, W), H and W multiples of ``grid``. Returns float32 (N, 512).
     """
-    images = np.asarray(images)
-    n, c, H, W = images.shape
-    rng = np.random.default_rng(_FEATURE_SEED)
-    k = 5
-    filters = rng.standard_normal((c * k * k, 32)).astype(np.float32) / np.sqrt(c * k * k)
-    bias = rng.uniform(-0.1, 0.1, 32).astype(np.float32)
-    features = np.empty((n, FEATURE_DIM), np.float32)
-    for start in range(0, n, 256):  # in chunks: the windows below take 75 floats per pixel
-        x = images[start:start + 256].astype(np.float32) / 255.0 - 0.5
-        x = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)), mode="edge")
-        windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))
-        # (B, C, H, W, k, k) -> one row of C*k*k numbers per pixel
-        cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(len(x), H, W, c * k * k)
-        response = np.maximum(cols @ filters + bias, 0)                # (B, H, W, 32)
-        pooled = response.reshape(len(x), 4, H // 4, 4, W // 4, 32).mean(axis=(2, 4))
-        features[start:start + 256] = pooled.transpose(0, 3, 1, 2).reshape(len(x), -1)
-    return (features - _FEATURE_SHIFT) / _FEATURE_SCALE
+    x = np.asarray(images, np.float32) / 255.0
+    n, c, H, W = x.shape
+    gy, gx = np.zeros_like(x), np.zeros_like(x)
+    gy[:, :, 1:-1] = (x[:, :, 2:] - x[:, :, :-2]) / 2
+    gx[:, :, :, 1:-1] = (x[:, :, :, 2:] - x[:, :, :, :-2]) / 2
+    angle = np.arctan2(gy, gx) % np.pi
+    orient = np.round(angle / np.pi * bins).astype(np.int64) % bins  # bin 0 centred on 0 deg
+    region = (np.arange(H) // (H // grid))[:, None] * grid + np.arange(W) // (W // grid)
+    image_region = np.arange(n)[:, None, None] * grid * grid + region     # (N, H, W)
+    # histogram slot of every (image, region, channel, bin), filled with one bincount
+    slot = ((image_region[:, None] * c + np.arange(c)[:, None, None]) * bins + orient)
+    edges = np.bincount(slot.ravel(), weights=np.hypot(gx, gy).ravel(),
+                        minlength=n * grid * grid * c * bins).reshape(n, grid * grid, c * bins)
+    hue, saturation = _hue_saturation(x)
+    hue_bin = np.round(hue * bins).astype(np.int64) % bins                # bin 0 centred on red
+    colour = np.bincount((image_region * bins + hue_bin).ravel(), weights=saturation.ravel(),
+                         minlength=n * grid * grid * bins).reshape(n, grid * grid, bins)
+    pixels_per_region = (H // grid) * (W // grid)
+    features = np.concatenate([edges, colour], axis=2).reshape(n, -1) / pixels_per_region
+    return ((np.sqrt(features) - _FEATURE_SHIFT) / _FEATURE_SCALE).astype(np.float32)
 
 
 def load_offline_captions(num_train=4000, num_val=500, seed=0, image_size=32,
@@ -757,7 +798,7 @@ def load_offline_captions(num_train=4000, num_val=500, seed=0, image_size=32,
     data["source"] = (f"offline shapes captioning set (drawn with numpy, seed {seed}): "
                       f"{num_train} train / {num_val} val {image_size}x{image_size} pictures, "
                       f"{len(data['train_captions'])} / {len(data['val_captions'])} captions, "
-                      f"{FEATURE_DIM}-d fixed random-conv features; val uses held-out "
+                      f"{FEATURE_DIM}-d fixed edge+colour features; val uses held-out "
                       "compositions")
     return data
 
