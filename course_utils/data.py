@@ -293,7 +293,7 @@ def _digits28(images8):
 
     out = np.zeros((len(images8), 28, 28), np.float32)
     for i, im in enumerate(images8):
-        big = Image.fromarray(im.astype(np.float32), mode="F").resize((20, 20), Image.BICUBIC)
+        big = Image.fromarray(im.astype(np.float32)).resize((20, 20), Image.BICUBIC)
         out[i, 4:24, 4:24] = np.clip(np.asarray(big), 0, 255)
     return out
 
