@@ -269,7 +269,8 @@ def reference_lstm_step(x, h, c, Wx, Wh, b):
             def act(block):
                 col = block * H + j
                 return py_matvec_row(X[n], WxL, col) + py_matvec_row(Hl[n], WhL, col) + bl[col]
-            i, f, o, g = py_sigmoid(act(0)), py_sigmoid(act(1)), py_sigmoid(act(2)), math.tanh(act(3))
+            i, f, o = py_sigmoid(act(0)), py_sigmoid(act(1)), py_sigmoid(act(2))
+            g = math.tanh(act(3))
             next_c[n, j] = f * C[n][j] + i * g
             next_h[n, j] = o * math.tanh(next_c[n, j])
     return next_h, next_c
@@ -278,7 +279,8 @@ def reference_lstm_step(x, h, c, Wx, Wh, b):
 def test_lstm_step_forward_matches_reference():
     N, D, H = 3, 4, 5
     x, h, c = lin(N, D, lo=-0.4, hi=1.2), lin(N, H, lo=-0.3, hi=0.7), lin(N, H, lo=-0.4, hi=0.9)
-    Wx, Wh, b = lin(D, 4 * H, lo=-2.1, hi=1.3), lin(H, 4 * H, lo=-0.7, hi=2.2), lin(4 * H, lo=0.3, hi=0.7)
+    Wx, Wh = lin(D, 4 * H, lo=-2.1, hi=1.3), lin(H, 4 * H, lo=-0.7, hi=2.2)
+    b = lin(4 * H, lo=0.3, hi=0.7)
     next_h, next_c, _ = rl.lstm_step_forward(x, h, c, Wx, Wh, b)
     ref_h, ref_c = reference_lstm_step(x, h, c, Wx, Wh, b)
     assert rel_error(next_h, ref_h) < 1e-13
@@ -312,7 +314,8 @@ def test_lstm_step_backward_matches_numerical_gradient():
 def test_lstm_forward_equals_repeated_reference_steps_from_zero_cell():
     N, T, D, H = 2, 3, 5, 4
     x, h0 = lin(N, T, D, lo=-0.4, hi=0.6), lin(N, H, lo=-0.4, hi=0.8)
-    Wx, Wh, b = lin(D, 4 * H, lo=-0.2, hi=0.9), lin(H, 4 * H, lo=-0.3, hi=0.6), lin(4 * H, lo=0.2, hi=0.7)
+    Wx, Wh = lin(D, 4 * H, lo=-0.2, hi=0.9), lin(H, 4 * H, lo=-0.3, hi=0.6)
+    b = lin(4 * H, lo=0.2, hi=0.7)
     h, _ = rl.lstm_forward(x, h0, Wx, Wh, b)
     prev_h, prev_c = h0, np.zeros((N, H))
     for t in range(T):
