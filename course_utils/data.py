@@ -467,21 +467,22 @@ def load_dataset(name="auto", num_train=None, num_val=None, num_test=None, *,
         raise ValueError(f"Unknown dataset {name!r}: choose one of {DATASET_NAMES} "
                          f"(or an alias: {sorted(_ALIASES)}).")
     note = ""
-    if key in ("auto", "cifar10"):
+    if key == "auto":
         try:
-            data = get_CIFAR10_data(*(d if n is None else n for n, d in
-                                      ((num_train, 49000), (num_val, 1000), (num_test, 1000))),
-                                    subtract_mean=subtract_mean, channels_first=channels_first,
-                                    dtype=dtype, root=root)
-            if verbose:
-                print(f"Using {data['source']}")
-            return data
+            _resolve_cifar_root(root)  # only a missing folder falls back; damage is reported
+            key = "cifar10"
         except DatasetNotFoundError:
-            if key == "cifar10":
-                raise
             where = cifar10_dir() if root is None else Path(root)
             note = f" (CIFAR-10 not found at {where}; run `{GET_CIFAR10}` to get it)"
             key = "natural-patches"
+    if key == "cifar10":
+        sizes = [d if n is None else n for n, d in
+                 ((num_train, 49000), (num_val, 1000), (num_test, 1000))]
+        data = get_CIFAR10_data(*sizes, subtract_mean=subtract_mean,
+                                channels_first=channels_first, dtype=dtype, root=root)
+        if verbose:
+            print(f"Using {data['source']}")
+        return data
     if key == "natural-patches":
         splits, classes, source = _natural_splits(num_train, num_val, num_test, seed)
     else:
@@ -535,16 +536,16 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True, seed=0):
             f"{path} could not be read ({type(exc).__name__}: {exc}). The download was probably "
             f"cut short: delete {base} and run `{GET_COCO}` again.")
 
-    data = {}
-    try:
-        with h5py.File(files["captions"], "r") as f:
-            for k, v in f.items():
-                data[k] = np.asarray(v)
-        for split in ("train", "val"):
-            with h5py.File(files[f"{split}_features"], "r") as f:
-                data[f"{split}_features"] = np.asarray(f["features"])
-    except (OSError, KeyError) as exc:
-        raise damaged(exc.filename if getattr(exc, "filename", None) else base, exc) from exc
+    def read_h5(path, keys=None):
+        try:
+            with h5py.File(path, "r") as f:
+                return {k: np.asarray(f[k]) for k in (keys or list(f))}
+        except (OSError, KeyError) as exc:  # h5py raises OSError for a damaged file
+            raise damaged(path, exc) from exc
+
+    data = read_h5(files["captions"])
+    for split in ("train", "val"):
+        data[f"{split}_features"] = read_h5(files[f"{split}_features"], ["features"])["features"]
     try:
         vocab = json.loads(files["vocab"].read_text())
         data["idx_to_word"] = list(vocab["idx_to_word"])
@@ -619,7 +620,6 @@ CAPTION_WORDS = ("<NULL>", "<START>", "<END>", "<UNK>", "a", "small", "big", "re
                  "right", "top", "bottom", "of", "above", "below")
 CAPTION_LENGTH = 12      # <START> a big red circle left of a small blue square <END>
 FEATURE_DIM = 512
-_FEATURE_SEED = 231      # fixed: features mean the same thing for every dataset seed
 _FEATURE_SHIFT, _FEATURE_SCALE = 0.02, 0.065  # the mean and std of sqrt(features)
 _OBJECTS = [(s, c, h) for s in SIZES for c in COLORS for h in SHAPES]  # 24 objects
 
@@ -647,9 +647,10 @@ def _scene_captions(scene):
 def _is_held_out(scene):
     """The compositions kept for validation: about a fifth of them, fixed in advance.
 
-    Every object and every position still appears in training, only these combinations do
-    not: for one object, one of the four positions per object; for two objects, the pairs
-    with (index(A) + index(B) + layout) divisible by 5.
+    Every object, position and pair of objects still appears in training, only these
+    combinations do not: for one object, one of the four positions per object; for two
+    objects, the (A, B, layout) with index(A) + index(B) + layout divisible by 5 (a pair
+    held out side by side is seen one above the other, and the other way round).
     """
     if scene[0] == "single":
         _, obj, pos = scene

@@ -551,3 +551,55 @@ def test_corpus_bleu_pools_counts_before_dividing():
     assert data.corpus_bleu(refs, refs) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         data.corpus_bleu(refs, cands[:1])
+
+
+# --------------------------------------------------------------------------------------
+# Offline really means offline
+# --------------------------------------------------------------------------------------
+def _no_network_prefix():
+    """`unshare -rn` (a private network namespace with no interfaces) where the OS allows it."""
+    import shutil
+
+    if shutil.which("unshare") and subprocess.run(["unshare", "-rn", "true"],
+                                                  capture_output=True).returncode == 0:
+        return ["unshare", "-rn"]
+    return []
+
+
+def test_offline_sets_load_with_empty_download_caches_and_no_network(tmp_path):
+    import os
+
+    empty = tmp_path / "cache"
+    empty.mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(empty), "SKIMAGE_DATADIR": str(empty),
+           "SCIKIT_LEARN_DATA": str(empty), "COURSE_DATA_DIR": str(tmp_path / "none")}
+    env.pop("PYTEST_CURRENT_TEST", None)  # skimage turns a failed fetch into a skip under pytest
+    code = ("from course_utils import data\n"
+            "for name in ('auto', 'digits', 'digits28'):\n"
+            "    data.load_dataset(name, 50, 10, 10, verbose=False)\n"
+            "data.load_offline_captions(20, 10)\n"
+            "print('ok')\n")
+    p = subprocess.run([*_no_network_prefix(), sys.executable, "-c", code], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
+    assert list(empty.iterdir()) == []  # nothing was downloaded or cached
+
+
+def test_offline_captions_at_another_image_size_keep_512_features():
+    d = data.load_offline_captions(num_train=10, num_val=5, image_size=64)
+    assert d["train_images"].shape == (10, 3, 64, 64)
+    assert d["train_features"].shape == (10, 512)
+
+
+def test_auto_reports_an_incomplete_cifar_folder_instead_of_falling_back(cifar_env):
+    (cifar_env / "cifar-10-batches-py" / "data_batch_4").unlink()
+    with pytest.raises(DatasetNotFoundError, match="data_batch_4"):
+        data.load_dataset("auto", verbose=False)
+
+
+def test_damaged_coco_feature_file_is_named_in_the_error(tmp_path):
+    make_coco(tmp_path / "coco_captioning")
+    path = tmp_path / "coco_captioning" / "train2014_vgg16_fc7_pca.h5"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DatasetCorruptedError, match=re.escape(str(path))):
+        data.load_coco_data(tmp_path / "coco_captioning")
