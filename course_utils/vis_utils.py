@@ -120,11 +120,12 @@ def show_images_by_class(X, y, class_names, samples_per_class=7, ax=None, seed=0
     return ax
 
 
-def show_net_weights(W, image_shape=(32, 32, 3), ax=None, padding=3):
+def show_net_weights(W, image_shape=(3, 32, 32), ax=None, padding=3):
     """Show a network's first-layer weights as images, one per hidden unit (or filter).
 
-    W: fully connected weights (D, H) with D = prod(image_shape) (the layout ``X.reshape(N,
-    -1)`` gives: pass image_shape=(3, 32, 32) for NCHW data), or conv filters (F, C, HH, WW).
+    W: fully connected weights (D, H) with D = prod(image_shape), the layout in which the
+    images were flattened (the default (3, 32, 32) is that of ``load_dataset``'s NCHW data;
+    pass (32, 32, 3) for NHWC), or conv filters (F, C, HH, WW).
     Each image is stretched to its own range (see ``visualize_grid``). Returns the Axes.
     """
     W = to_numpy(W)
