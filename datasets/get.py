@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Download the course's datasets.
 
-    python datasets/get.py cifar10          # CIFAR-10, python version (163 MB)
+    python datasets/get.py cifar10          # CIFAR-10, python version (163 MiB)
     python datasets/get.py coco             # CS231n COCO captioning features (about 1 GB)
     python datasets/get.py cifar10 --archive ~/Downloads/cifar-10-python.tar.gz
 
