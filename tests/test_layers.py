@@ -692,3 +692,71 @@ def test_conv_transpose_rejects_weights_in_conv_layout():
     with pytest.raises(ValueError, match="conv_transpose_forward_naive: output size"):
         L.conv_transpose_forward_naive(np.zeros((1, 3, 1, 1)), np.zeros((3, 2, 3, 3)), np.zeros(2),
                                        {"stride": 1, "pad": 2})
+
+
+# --------------------------------------------------------------------------------------------
+# The same layers on a GPU through cupy (skipped without cupy and a device)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cupy():
+    cp = pytest.importorskip("cupy")
+    try:
+        if cp.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("cupy is installed but sees no GPU")
+    except Exception as exc:  # cupy raises several CUDA error types when there is no driver
+        pytest.skip(f"cupy is installed but no GPU is usable: {exc}")
+    return cp
+
+
+GPU_TOL = 1e-10  # float64 on both sides; GPU reductions sum in another order
+
+
+@pytest.mark.gpu
+def test_affine_relu_softmax_on_cupy_match_numpy(cupy):
+    x, w, b = rng(70).standard_normal((4, 2, 3)), rng(71).standard_normal((6, 5)), rng(72).standard_normal(5)
+    y = np.array([0, 4, 2, 1])
+    a, fc = L.affine_forward(x, w, b)
+    h, rc = L.relu_forward(a)
+    loss, dh = L.softmax_loss(h, y)
+    grads = L.affine_backward(L.relu_backward(dh, rc), fc)
+    ga, gfc = L.affine_forward(cupy.asarray(x), cupy.asarray(w), cupy.asarray(b))
+    gh, grc = L.relu_forward(ga)
+    gloss, gdh = L.softmax_loss(gh, cupy.asarray(y))
+    ggrads = L.affine_backward(L.relu_backward(gdh, grc), gfc)
+    assert isinstance(ga, cupy.ndarray)
+    assert abs(float(gloss) - float(loss)) < GPU_TOL
+    for host, dev in zip((a, h, *grads), (ga, gh, *ggrads)):
+        assert rel_error(host, dev.get()) < GPU_TOL
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_batchnorm_on_cupy_matches_numpy(cupy, mode):
+    x, dout = rng(73).standard_normal((8, 3)), rng(74).standard_normal((8, 3))
+    gamma, beta = rng(75).standard_normal(3), rng(76).standard_normal(3)
+    cpu_param = {"mode": mode, "running_mean": np.full(3, 0.5), "running_var": np.full(3, 2.0)}
+    gpu_param = {"mode": mode, "running_mean": cupy.full(3, 0.5), "running_var": cupy.full(3, 2.0)}
+    out, cache = L.batchnorm_forward(x, gamma, beta, cpu_param)
+    gout, gcache = L.batchnorm_forward(cupy.asarray(x), cupy.asarray(gamma), cupy.asarray(beta), gpu_param)
+    assert rel_error(out, gout.get()) < GPU_TOL
+    assert rel_error(cpu_param["running_mean"], gpu_param["running_mean"].get()) < GPU_TOL
+    for host, dev in zip(L.batchnorm_backward(dout, cache), L.batchnorm_backward(cupy.asarray(dout), gcache)):
+        assert rel_error(host, dev.get()) < GPU_TOL
+
+
+@pytest.mark.gpu
+def test_dropout_on_cupy_draws_its_mask_on_the_device(cupy):
+    # cupy's generator is not numpy's, so the masks differ; check the rules instead
+    x = cupy.ones((200, 200))
+    param = {"mode": "train", "p": 0.4, "seed": 5}
+    out, cache = L.dropout_forward(x, param)
+    again, _ = L.dropout_forward(x, param)
+    assert isinstance(out, cupy.ndarray)
+    assert bool((out == again).all())  # same seed, same mask
+    kept = out != 0
+    assert abs(float(kept.mean()) - 0.4) < 0.02  # 8 sigma for 40000 draws
+    assert bool(cupy.allclose(out[kept], 1 / 0.4))
+    dout = cupy.asarray(rng(77).standard_normal((200, 200)))
+    assert bool((L.dropout_backward(dout, cache) == dout * out).all())  # x = 1, so out = mask
