@@ -85,7 +85,8 @@ def torch_setup(backend):
     try:
         import torch
     except ImportError:
-        return None, "torch is not installed: its columns are left out (pip install torch to add them)"
+        return None, ("torch is not installed: its columns are left out "
+                      "(pip install torch to add them)")
     if backend == "cupy":
         if not torch.cuda.is_available():
             return None, "this torch build has no CUDA: its columns are left out on the GPU"

@@ -16,10 +16,10 @@ The three tricks
    strided slice per offset: ``dx[:, :, a::S, b::S] += dcols[:, a, b]``. HH*WW Python-level
    steps, each a vectorised add over the whole batch, identical on numpy and cupy.
 3. Pooling needs no matrix at all: entry (a, b) of every window at once is one strided
-   slice of the input (one row of im2col's matrix, and, when windows tile the input
-   exactly, the sub-array [:, :, :, a, :, b] of the reshape to (N, C, Hout, PH, Wout, PW)).
-   A max or mean over PH*PW such slices pools any window and stride, overlapping windows
-   such as 3x3 stride 2 included, without materialising anything.
+   slice of the input (one row of im2col's matrix), so a max or mean over the PH*PW window
+   entries pools any window and stride without materialising anything. Overlapping windows
+   (3x3 stride 2) read each input several times, so the input is first split into its
+   stride phases x[:, :, p::S, q::S] (one strided pass), after which every read is contiguous.
 
 Memory
 ------
@@ -130,11 +130,14 @@ def conv_forward_fast(x, w, b, conv_param):
 
     1x1 filters skip im2col entirely (see conv_forward_1x1).
 
-    Extra memory: the columns matrix, C*HH*WW*Hout*Wout*itemsize bytes per image, for the
-    whole batch or for one chunk of it when the batch would exceed the budget; plus the GEMM
-    result (F*Hout*Wout per image) and a padded copy of x. When the batch fits in one chunk
-    the cache keeps the columns for the backward pass (so it holds up to the budget until
-    then); when chunked, the backward pass rebuilds them chunk by chunk.
+    Extra memory at the peak, for a chunk of n images (n = N when the whole batch's columns
+    fit in the budget, else as many as fit, at least 1):
+        cols          n * C*HH*WW*Hout*Wout * itemsize   (<= max_im2col_bytes unless n = 1)
+      + GEMM result   n * F*Hout*Wout * itemsize         (then copied into out, which is new)
+      + padded input  n * C*(H+2P)*(W+2P) * itemsize
+    When the batch is one chunk, the cache keeps cols for the backward pass, so that much
+    stays allocated until then (as CS231n's version does); when chunked, the backward pass
+    rebuilds the columns chunk by chunk instead (one more im2col per chunk, bounded memory).
     cache = (x, w, b, conv_param, cols or None).
     """
     layer = "conv_forward_fast"
@@ -162,7 +165,9 @@ def conv_backward_fast(dout, cache):
     """Backward of conv_forward_fast: dx (N, C, H, W), dw (F, C, HH, WW), db (F,).
 
     With d2 = dout as (F, N*Hout*Wout):  dw = d2 @ cols.T  and  dcols = w2.T @ d2, which
-    col2im adds back into dx. Extra memory: dcols (as large as cols) and the padded dx.
+    col2im adds back into dx. Extra memory at the peak, per chunk: cols and dcols (each the
+    size of the forward pass's cols, so up to twice the budget), d2 (the size of dout) and
+    the padded dx.
     """
     if isinstance(cache[0], str):  # ("1x1", cache of conv_forward_1x1)
         return conv_backward_1x1(dout, cache[1])
@@ -307,46 +312,73 @@ def conv_transpose_backward_fast(dout, cache):
 # Pooling
 # ---------------------------------------------------------------------------------------------
 #
-# Each entry (a, b) of a pooling window, taken over every window at once, is one strided
-# slice of x: x[:, :, a::S, b::S] cut to (Hout, Wout) -- one row of im2col's columns matrix.
-# So pooling is PH*PW elementwise operations on such slices, with nothing materialised.
-# When the windows tile x exactly (PH = PW = S), those slices are the sub-arrays
-# x.reshape(N, C, Hout, PH, Wout, PW)[:, :, :, a, :, b] of the classic reshape trick. Reducing
-# that 6-d reshape over axes 3 and 5 in one call would be shorter to write, but measured 15x
-# slower on numpy (136 ms against 8.5 ms for the max over (100, 64, 32, 32) float32, 2 cores):
-# numpy reduces tiny inner axes of length 2 slowly. What exact tiling still buys us is in the
-# backward pass: every input entry is in exactly one window, so gradients are written, not
-# accumulated.
+# Entry (a, b) of every pooling window at once is one strided slice of x,
+# x[:, :, a::S, b::S] cut to (Hout, Wout): one row of im2col's columns matrix. So pooling is
+# PH*PW elementwise operations on such (N, C, Hout, Wout) arrays, with no matrix built.
+# When the windows tile x exactly (PH = PW = S) these slices are the sub-arrays
+# x.reshape(N, C, Hout, PH, Wout, PW)[:, :, :, a, :, b] of the classic reshape trick; reducing
+# that 6-d reshape over axes 3 and 5 in one call is shorter to write but measured 15x slower
+# on numpy (136 ms against 8.5 ms for the max over (100, 64, 32, 32) float32, 2 cores), since
+# numpy reduces tiny inner axes slowly; so we loop over the entries in every case.
 
 
-def _tiles_exactly(PH, PW, S, H, W):
-    """True when the windows are the cells of a grid: no overlap, no gaps, nothing left over."""
-    return PH == S and PW == S and H % PH == 0 and W % PW == 0
+def _phases(x, S, PH, PW):
+    """Split x (N, C, H, W) into its stride phases: phase (p, q) = x[:, :, p::S, q::S] as a
+    contiguous array, for p < min(S, PH), q < min(S, PW) (the only ones windows touch).
+    With S = 1 the single phase is x itself."""
+    xp = array_module(x)
+    if S == 1:
+        return {(0, 0): xp.ascontiguousarray(x)}
+    return {(p, q): xp.ascontiguousarray(x[:, :, p::S, q::S])
+            for p in range(min(S, PH)) for q in range(min(S, PW))}
 
 
-def _window_offsets(PH, PW, S, Hout, Wout):
-    """For each window entry (a, b), in row-major order, the (rows, cols) slices such that
-    x[:, :, rows, cols] is the (N, C, Hout, Wout) array of that entry of every window."""
-    for a in range(PH):
-        for b in range(PW):
-            yield (slice(a, a + S * (Hout - 1) + 1, S), slice(b, b + S * (Wout - 1) + 1, S))
+def _overlapping(PH, PW, S):
+    return S < PH or S < PW
+
+
+def _pool_entries(PH, PW, S, Hout, Wout):
+    """For every window entry (a, b), in row-major order, (key, rows, cols) such that
+    parts[key][:, :, rows, cols] is the (N, C, Hout, Wout) array of entry (a, b) of every
+    window, where parts is what _pool_parts returns."""
+    grid = [(a, b) for a in range(PH) for b in range(PW)]
+    if not _overlapping(PH, PW, S):
+        return [((0, 0), slice(a, a + S * (Hout - 1) + 1, S), slice(b, b + S * (Wout - 1) + 1, S))
+                for a, b in grid]
+    return [((a % S, b % S), slice(a // S, a // S + Hout), slice(b // S, b // S + Wout))
+            for a, b in grid]
+
+
+def _pool_parts(x, PH, PW, S):
+    """The arrays window entries are read from (keyed as in _pool_entries).
+
+    Windows that do not overlap (S >= PH and S >= PW) read each input once, so the only part
+    is x and the entries are strided slices of it. Overlapping windows (3x3 stride 2) read
+    every input about PH*PW / S**2 times; strided access (every S-th element) is several times
+    slower than contiguous access, so we first split x into its stride phases (one strided
+    pass); entry (a, b) is then a block of phase (a % S, b % S) with contiguous rows.
+    """
+    return _phases(x, S, PH, PW) if _overlapping(PH, PW, S) else {(0, 0): x}
 
 
 def max_pool_forward_fast(x, pool_param):
     """Max pooling, same meaning as layers.max_pool_forward_naive, with no Python loop over
-    the data: a running elementwise maximum over the PH*PW window entries, each a strided
-    slice of x (see the note above). Works for any window and stride, overlapping or not.
-    Extra memory: the output only. cache = (x, out, pool_param).
+    the data: a running elementwise maximum over the PH*PW window entries (_pool_parts and
+    _pool_entries say where each entry is read from). Any window and stride, overlapping or
+    not.
+    Extra memory: the output, plus for overlapping windows the stride phases of x (one copy
+    of x, at most), which the cache keeps for the backward pass.
+    cache = (x.shape, parts, out, pool_param).
     """
     layer = "max_pool_forward_fast"
     PH, PW, S, Hout, Wout = _pool_params(layer, x, pool_param)
     xp = array_module(x)
-    offsets = _window_offsets(PH, PW, S, Hout, Wout)
-    rows, cols = next(offsets)
-    out = x[:, :, rows, cols].copy()
-    for rows, cols in offsets:
-        xp.maximum(out, x[:, :, rows, cols], out=out)
-    return out, (x, out, pool_param)
+    parts = _pool_parts(x, PH, PW, S)
+    (key, rows, cols), *rest = _pool_entries(PH, PW, S, Hout, Wout)
+    out = parts[key][:, :, rows, cols].copy()
+    for key, rows, cols in rest:
+        xp.maximum(out, parts[key][:, :, rows, cols], out=out)
+    return out, (x.shape, parts, out, pool_param)
 
 
 def max_pool_backward_fast(dout, cache):
@@ -354,47 +386,68 @@ def max_pool_backward_fast(dout, cache):
 
     Each dout[n, c, i, j] goes to the first entry of its window (row-major, as in the naive
     version) that equals the window's max: we walk the window entries in order, hand the
-    gradient to those that match and have not been served yet, and mark them served. Ties
+    gradient still unserved to the entries that match, and take it off the unserved. Ties
     (common after a ReLU: windows of zeros) thus send the gradient once, not once per tie.
-    Extra memory: a few arrays the size of the output.
+    Overlapping windows gather their gradients per stride phase, then write them back to x's
+    layout once. Extra memory: dx, per-phase gradients (one x, at most) and a few
+    output-sized arrays.
     """
-    x, out, pool_param = cache
+    shape, parts, out, pool_param = cache
     layer = "max_pool_backward_fast"
-    PH, PW, S, Hout, Wout = _pool_params(layer, x, pool_param)
-    N, C, H, W = x.shape
-    _require_shape(layer, "dout", dout, (N, C, Hout, Wout), "the shape of the output")
-    xp = array_module(x, dout)
-    exact = _tiles_exactly(PH, PW, S, H, W)
-    dx = xp.empty(x.shape, dtype=dout.dtype) if exact else xp.zeros(x.shape, dtype=dout.dtype)
+    PH, PW = int(pool_param["pool_height"]), int(pool_param["pool_width"])
+    S = int(pool_param["stride"])
+    Hout, Wout = out.shape[2:]
+    _require_shape(layer, "dout", dout, out.shape, "the shape of the output")
+    xp = array_module(out, dout)
+    overlapping = _overlapping(PH, PW, S)
+    # without overlap every input entry is written at most once; with S == PH == PW, exactly once
+    exact = S == PH and S == PW
+    dparts = {key: (xp.empty if exact else xp.zeros)(part.shape, dtype=dout.dtype)
+              for key, part in parts.items()}
     unserved = dout.copy()
-    for rows, cols in _window_offsets(PH, PW, S, Hout, Wout):
-        hit = x[:, :, rows, cols] == out
-        if exact:
-            xp.multiply(hit, unserved, out=dx[:, :, rows, cols])
+    for key, rows, cols in _pool_entries(PH, PW, S, Hout, Wout):
+        served = (parts[key][:, :, rows, cols] == out) * unserved
+        if overlapping:
+            dparts[key][:, :, rows, cols] += served
         else:
-            dx[:, :, rows, cols] += hit * unserved
-        unserved *= ~hit
+            dparts[key][:, :, rows, cols] = served
+        unserved -= served  # exactly 0 where served, unchanged elsewhere
+    return _from_parts(dparts, shape, PH, PW, S)
+
+
+def _from_parts(dparts, shape, PH, PW, S):
+    """Gradients gathered per part (see _pool_parts) back in x's layout (N, C, H, W)."""
+    if not _overlapping(PH, PW, S) or S == 1:
+        return dparts[(0, 0)]
+    xp = array_module(dparts[(0, 0)])
+    dtype = dparts[(0, 0)].dtype
+    covered = S <= PH and S <= PW  # then the phases partition x: every entry is written
+    dx = xp.empty(shape, dtype=dtype) if covered else xp.zeros(shape, dtype=dtype)
+    for (p, q), dphase in dparts.items():
+        dx[:, :, p::S, q::S] = dphase
     return dx
 
 
 def avg_pool_forward_fast(x, pool_param):
     """Average pooling, same meaning as layers.avg_pool_forward_naive: the sum of the PH*PW
-    window-entry slices, divided by PH*PW. Extra memory: the output only.
-    cache = (x.shape, pool_param)."""
+    window entries (read as in max_pool_forward_fast), divided by PH*PW.
+    Extra memory: the output, plus the stride phases of x while running when windows overlap.
+    cache = (x.shape, pool_param): the backward pass needs nothing else."""
     layer = "avg_pool_forward_fast"
     PH, PW, S, Hout, Wout = _pool_params(layer, x, pool_param)
-    offsets = _window_offsets(PH, PW, S, Hout, Wout)
-    rows, cols = next(offsets)
-    out = x[:, :, rows, cols].copy()
-    for rows, cols in offsets:
-        out += x[:, :, rows, cols]
+    parts = _pool_parts(x, PH, PW, S)
+    (key, rows, cols), *rest = _pool_entries(PH, PW, S, Hout, Wout)
+    out = parts[key][:, :, rows, cols].copy()
+    for key, rows, cols in rest:
+        out += parts[key][:, :, rows, cols]
     out *= 1.0 / (PH * PW)
     return out, (x.shape, pool_param)
 
 
 def avg_pool_backward_fast(dout, cache):
     """Backward of avg_pool_forward_fast: every entry of a window gets dout / (PH * PW),
-    summed over the windows it belongs to. Returns dx (N, C, H, W)."""
+    summed over the windows it belongs to (per stride phase when windows overlap).
+    Returns dx (N, C, H, W)."""
     shape, pool_param = cache
     layer = "avg_pool_backward_fast"
     N, C, H, W = shape
@@ -405,11 +458,18 @@ def avg_pool_backward_fast(dout, cache):
     _require_shape(layer, "dout", dout, (N, C, Hout, Wout), "the shape of the output")
     xp = array_module(dout)
     share = dout * (1.0 / (PH * PW))
-    exact = _tiles_exactly(PH, PW, S, H, W)
-    dx = xp.empty(shape, dtype=dout.dtype) if exact else xp.zeros(shape, dtype=dout.dtype)
-    for rows, cols in _window_offsets(PH, PW, S, Hout, Wout):
-        if exact:
-            dx[:, :, rows, cols] = share
+    overlapping = _overlapping(PH, PW, S)
+    if overlapping:
+        # the stride phases _phases would make: phase (p, q) holds x[:, :, p::S, q::S]
+        dparts = {(p, q): xp.zeros((N, C, len(range(p, H, S)), len(range(q, W, S))),
+                                   dtype=dout.dtype)
+                  for p in range(min(S, PH)) for q in range(min(S, PW))}
+    else:
+        exact = S == PH and S == PW
+        dparts = {(0, 0): (xp.empty if exact else xp.zeros)(shape, dtype=dout.dtype)}
+    for key, rows, cols in _pool_entries(PH, PW, S, Hout, Wout):
+        if overlapping:
+            dparts[key][:, :, rows, cols] += share
         else:
-            dx[:, :, rows, cols] += share
-    return dx
+            dparts[key][:, :, rows, cols] = share
+    return _from_parts(dparts, shape, PH, PW, S)

@@ -145,6 +145,12 @@ def _pool_params(layer, x, pool_param):
     """(PH, PW, S, Hout, Wout) for pooling x (N,C,H,W) with pool_param, or a ValueError."""
     _require_float(layer, x=x)
     _require_ndim(layer, "x", x, 4, "(N, C, H, W)")
+    missing = [k for k in ("pool_height", "pool_width", "stride") if k not in pool_param]
+    if missing:
+        raise ValueError(
+            f"{layer}: pool_param needs 'pool_height', 'pool_width' and 'stride'; "
+            f"missing {missing}."
+        )
     PH = int(pool_param["pool_height"])
     PW = int(pool_param["pool_width"])
     S = int(pool_param["stride"])

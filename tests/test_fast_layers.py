@@ -197,6 +197,8 @@ POOL_CASES = [  # (x shape, pool height, pool width, stride)
     ((2, 2, 5, 9), 2, 3, 3),   # rectangular windows
     ((2, 2, 7, 7), 2, 2, 5),   # gaps between windows
     ((3, 2, 5, 6), 1, 2, 1),
+    ((2, 2, 7, 7), 3, 1, 2),   # overlapping along H only: some columns are in no window
+    ((1, 2, 8, 8), 4, 4, 2),   # each input in up to 4 windows
 ]
 
 

@@ -632,6 +632,8 @@ def test_pools_reject_windows_that_do_not_tile():
         L.max_pool_forward_naive(np.zeros((1, 1, 5, 4)), param)
     with pytest.raises(ValueError, match=r"avg_pool_forward_naive: x must have 4 dimensions"):
         L.avg_pool_forward_naive(np.zeros((1, 4, 4)), param)
+    with pytest.raises(ValueError, match=r"max_pool_forward_naive: pool_param needs .*missing \['stride'\]"):
+        L.max_pool_forward_naive(np.zeros((1, 1, 4, 4)), {"pool_height": 2, "pool_width": 2})
 
 
 # --------------------------------------------------------------------------------------------
