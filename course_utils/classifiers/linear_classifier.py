@@ -1,0 +1,56 @@
+"""A linear score function trained by minibatch SGD; subclasses supply the loss.
+
+Why a base class: the SVM and the softmax classifier differ only in their loss, so the
+training loop, prediction and accuracy live here once.
+"""
+from __future__ import annotations
+
+from ..backend import array_module, default_rng, to_float
+
+
+class LinearClassifier:
+    """scores = X @ W, with W of shape (D, C); X rows are examples (bias folded in by caller)."""
+
+    def __init__(self, seed=0):
+        self.W = None
+        self.seed = seed
+
+    def loss(self, X_batch, y_batch, reg):
+        """Return (loss, dW) for a minibatch; subclasses implement it."""
+        raise NotImplementedError("LinearClassifier is abstract: use LinearSVM or Softmax.")
+
+    def train(self, X, y, learning_rate=1e-3, reg=1e-5, num_iters=100, batch_size=200,
+              verbose=False, print_every=100):
+        """Minibatch SGD on (X, y); returns the loss of every iteration as a list of floats."""
+        xp = array_module(X)
+        X = xp.asarray(X)
+        y = xp.asarray(y)
+        if X.ndim != 2:
+            raise ValueError(f"X must be 2-D (N, D), got shape {tuple(X.shape)}")
+        if y.shape != (X.shape[0],):
+            raise ValueError(f"y must have shape ({X.shape[0]},), got {tuple(y.shape)}")
+        num_train, dim = X.shape
+        num_classes = int(to_float(y.max())) + 1
+        rng = default_rng(self.seed)
+        if self.W is None:
+            self.W = xp.asarray(0.001 * rng.standard_normal((dim, num_classes)), dtype=X.dtype)
+        history = []
+        for it in range(num_iters):
+            idx = xp.asarray(rng.choice(num_train, batch_size, replace=batch_size > num_train))
+            loss, grad = self.loss(X[idx], y[idx], reg)
+            self.W -= learning_rate * grad
+            history.append(to_float(loss))
+            if verbose and it % print_every == 0:
+                print(f"iteration {it} / {num_iters}: loss {history[-1]:.4f}")
+        return history
+
+    def predict(self, X):
+        """The highest-scoring class of every row of X."""
+        if self.W is None:
+            raise RuntimeError("train() the classifier before predict().")
+        xp = array_module(X, self.W)
+        return xp.argmax(xp.asarray(X) @ self.W, axis=1)
+
+    def accuracy(self, X, y):
+        xp = array_module(X)
+        return to_float(xp.mean(self.predict(X) == xp.asarray(y)))
