@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 
 ## demo: set everything up, regenerate the release, autograde the example submissions, print grades
 demo: $(BIN)/.installed
-	COURSE_FAST=1 $(BIN)/course demo
+	$(BIN)/course demo
 
 ## test: set everything up and run the whole test suite (what CI runs)
 test: $(BIN)/.installed

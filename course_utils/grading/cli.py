@@ -13,7 +13,7 @@ from .course import REPO, Course
 def _course(args) -> Course:
     return Course(solutions=args.solutions, build=args.build, release_dir=args.release_dir,
                   cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
-                  memory_limit_mb=args.memory_mb)
+                  memory_limit_mb=args.memory_mb, fast=not args.full_size)
 
 
 def print_table(rows, out=sys.stdout):
@@ -123,6 +123,9 @@ def main(argv=None):
     parser.add_argument("--notebook-timeout", type=int, default=900,
                         help="seconds per notebook, all cells together")
     parser.add_argument("--memory-mb", type=int, default=6144, help="kernel memory limit")
+    parser.add_argument("--full-size", action="store_true",
+                        help="grade with the notebooks' full data sizes and iteration counts "
+                             "(default: COURSE_FAST=1, which the graded tests do not depend on)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("release", help="regenerate assignments/ from solutions/")
     p.add_argument("assignment", nargs="?")

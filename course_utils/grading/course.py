@@ -68,13 +68,16 @@ def _ensure_tools_on_path():
 
 class Course:
     def __init__(self, solutions=None, build=None, release_dir=None, cell_timeout=120,
-                 notebook_timeout=900, memory_limit_mb=6144):
+                 notebook_timeout=900, memory_limit_mb=6144, fast=True):
         self.solutions = Path(solutions or REPO / "solutions").resolve()
         self.root = Path(build or REPO / "build" / "course").resolve()
         self.release_dir = Path(release_dir or REPO / "assignments").resolve()
         self.cell_timeout = cell_timeout
         self.notebook_timeout = notebook_timeout
         self.memory_limit_mb = memory_limit_mb
+        # Graded tests check the student's functions, not how long they trained: by default
+        # submissions run with COURSE_FAST=1 (smaller data, fewer iterations, same code).
+        self.fast = fast
         self.incident_dir = self.root / "incidents"
 
     # ---- configuration -------------------------------------------------------------------
@@ -192,7 +195,21 @@ class Course:
             for s in subs:
                 shutil.copy2(s.path, dest / f"{s.notebook}.ipynb")
         api = self.api()
-        for i, (student, a) in enumerate(sorted(groups), 1):
+        saved_fast = os.environ.get("COURSE_FAST")
+        if self.fast:
+            os.environ["COURSE_FAST"] = "1"  # the grading kernels inherit it
+        try:
+            self._grade_groups(api, run, sorted(groups), progress)
+        finally:
+            if saved_fast is None:
+                os.environ.pop("COURSE_FAST", None)
+            else:
+                os.environ["COURSE_FAST"] = saved_fast
+        self._last_run = run
+        return run
+
+    def _grade_groups(self, api, run, groups, progress):
+        for i, (student, a) in enumerate(groups, 1):
             incidents.clear(self.incident_dir, a, student)
             t0 = time.perf_counter()
             result = api.autograde(a, student, force=True, create=True)
@@ -204,8 +221,6 @@ class Course:
                 progress(f"[{i}/{len(groups)}] graded {student} / {a} "
                          f"in {run.seconds[(student, a)]:.1f} s"
                          + (" (nbgrader reported an error)" if not result["success"] else ""))
-        self._last_run = run
-        return run
 
     def _apply_penalties(self, student, assignment):
         """A notebook whose run tampered with the gradebook scores 0 in every cell."""
