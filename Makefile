@@ -27,6 +27,7 @@ test-fast: $(BIN)/.installed
 ## bench: speed figures (conv/pool vs naive vs PyTorch when installed)
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_conv.py
+	$(BIN)/python benchmarks/bench_grading.py
 
 clean:
 	rm -rf build $(VENV)
