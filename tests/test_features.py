@@ -106,6 +106,55 @@ def test_extract_features_stacks_each_function_in_order():
         np.testing.assert_allclose(X[i], expected, rtol=1e-6)  # float32 storage
 
 
+def test_hue_matches_the_standard_library_colorsys():
+    import colorsys
+
+    rng = np.random.default_rng(3)
+    im = np.concatenate([rng.integers(0, 256, (40, 3)), rng.uniform(0, 255, (40, 3)),
+                         [[7, 7, 7], [255, 0, 0], [0, 0, 255], [255, 0, 1]]]).astype(np.float64)
+    expected = [colorsys.rgb_to_hsv(*(px / 255))[0] for px in im]
+    np.testing.assert_allclose(F.rgb_to_hue(im[None]), [expected], atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------
+# Batch versions (what extract_features runs for speed)
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(6, 32, 32, 3), (4, 30, 41, 3), (5, 17, 24)])
+def test_batch_hog_equals_hog_of_each_image(shape):
+    imgs = np.random.default_rng(4).integers(0, 256, shape).astype(np.float32)
+    expected = np.stack([F.hog_feature(im) for im in imgs])
+    # the per-cell sums are added in another order: a few ulps apart at most
+    np.testing.assert_allclose(F.hog_features(imgs), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(F.hog_features(imgs, cell_size=5, nbins=7),
+                               np.stack([F.hog_feature(im, 5, 7) for im in imgs]),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("nbin,normalized", [(10, True), (6, False), (7, True)])
+def test_batch_color_histogram_equals_the_histogram_of_each_image(nbin, normalized):
+    rng = np.random.default_rng(5)
+    # small integer levels put many hues exactly on bin edges: ties must be broken alike
+    imgs = np.concatenate([rng.integers(0, 6, (4, 9, 11, 3)) * 51.0,
+                           rng.integers(0, 256, (4, 9, 11, 3)).astype(np.float64),
+                           rng.uniform(0, 255, (4, 9, 11, 3))])
+    batch = F.color_histograms_hsv(imgs, nbin=nbin, normalized=normalized)
+    one_by_one = np.stack([F.color_histogram_hsv(im, nbin=nbin, normalized=normalized)
+                           for im in imgs])
+    np.testing.assert_array_equal(batch, one_by_one)
+
+
+def test_extract_features_gives_the_same_numbers_batched_and_one_by_one(capsys):
+    import functools
+
+    imgs = np.random.default_rng(6).integers(0, 256, (7, 32, 32, 3)).astype(np.float32)
+    fast = [F.hog_feature, functools.partial(F.color_histogram_hsv, nbin=7)]
+    slow = [lambda im: F.hog_feature(im), lambda im: F.color_histogram_hsv(im, nbin=7)]
+    X = F.extract_features(imgs, fast, verbose=True, batch_size=3)   # batches 3 + 3 + 1
+    assert capsys.readouterr().out.splitlines()[-1] == "extracted features for 7 / 7 images"
+    np.testing.assert_allclose(X, F.extract_features(imgs, slow), rtol=1e-6)
+    assert X.shape == (7, 144 + 7) and X.dtype == np.float32
+
+
 # --------------------------------------------------------------------------------------
 # vis_utils
 # --------------------------------------------------------------------------------------
