@@ -3,8 +3,8 @@
 For every notebook of the course:
 - `example-perfect`: the release with every solution cell filled from the solution notebook;
 - `example-untouched`: the release as students receive it;
-- `example-bug-<cell>`: the perfect one with one planted bug in one solution cell, as listed
-  in solutions/planted_bugs.json:
+- `example-bug-<cell>` (`-2`, `-3`... for more bugs in the same cell): the perfect one with one
+  planted bug in one solution cell, as listed in solutions/planted_bugs.json:
 
     {"<assignment>/<notebook>": [
         {"cell": "<grade_id of a solution cell>", "find": "<text>", "replace": "<text>",
@@ -76,7 +76,11 @@ def write_examples(course, out: Path, assignments=None) -> dict[str, dict]:
             perfect = perfect_submission(source_nb, release_nb)
             variants = {"example-perfect": (perfect, []), "example-untouched": (release_nb, None)}
             for bug in bugs.get(f"{a}/{name}", []):
-                variants[f"example-bug-{bug['cell']}"] = (plant(perfect, bug), bug["breaks"])
+                student = f"example-bug-{bug['cell']}"
+                n = 2
+                while student in variants:  # a second bug in the same cell
+                    student, n = f"example-bug-{bug['cell']}-{n}", n + 1
+                variants[student] = (plant(perfect, bug), bug["breaks"])
             for student, (nb, breaks) in variants.items():
                 dest = out / student / a / f"{name}.ipynb"
                 dest.parent.mkdir(parents=True, exist_ok=True)
