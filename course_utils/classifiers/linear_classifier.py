@@ -8,6 +8,32 @@ from __future__ import annotations
 from ..backend import array_module, default_rng, to_float
 
 
+def check_loss_inputs(name, W, X, y):
+    """Raise a ValueError naming the argument of a linear loss `name` that is wrong, and how."""
+    if W.ndim != 2:
+        raise ValueError(f"{name}: W must be 2-D (D, C) weights, got shape {tuple(W.shape)}.")
+    if X.ndim != 2:
+        raise ValueError(f"{name}: X must be 2-D (N, D), one example per row, got shape "
+                         f"{tuple(X.shape)}; flatten images first (X.reshape(len(X), -1)).")
+    if X.shape[1] != W.shape[0]:
+        raise ValueError(f"{name}: X has {X.shape[1]} features per row (shape "
+                         f"{tuple(X.shape)}) but W expects {W.shape[0]} (shape "
+                         f"{tuple(W.shape)}); did you forget the bias column?")
+    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+        raise ValueError(f"{name}: y must have shape ({X.shape[0]},), one label per row of X, "
+                         f"got shape {tuple(y.shape)}.")
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"{name}: y must hold integer class labels, got dtype {y.dtype}.")
+    if W.dtype.kind != "f" or X.dtype.kind != "f":
+        raise ValueError(f"{name}: W and X must be floating point, got {W.dtype} and "
+                         f"{X.dtype}.")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name}: the batch is empty (X has 0 rows).")
+    if to_float(y.min()) < 0 or to_float(y.max()) >= W.shape[1]:
+        raise ValueError(f"{name}: labels must lie in [0, {W.shape[1]}) for a W with "
+                         f"{W.shape[1]} classes.")
+
+
 class LinearClassifier:
     """scores = X @ W, with W of shape (D, C); X rows are examples (bias folded in by caller)."""
 

@@ -18,32 +18,8 @@ Both accept numpy or cupy arrays (see course_utils.backend).
 """
 from __future__ import annotations
 
-from ..backend import array_module, to_float
-from .linear_classifier import LinearClassifier
-
-
-def _check_inputs(name, W, X, y):
-    """Raise a ValueError that says which argument has the wrong shape or type."""
-    if W.ndim != 2:
-        raise ValueError(f"{name}: W must be 2-D (D, C) weights, got shape {tuple(W.shape)}.")
-    if X.ndim != 2:
-        raise ValueError(f"{name}: X must be 2-D (N, D), one example per row, got shape "
-                         f"{tuple(X.shape)}.")
-    if X.shape[1] != W.shape[0]:
-        raise ValueError(f"{name}: X has {X.shape[1]} features per row (shape "
-                         f"{tuple(X.shape)}) but W expects {W.shape[0]} (shape "
-                         f"{tuple(W.shape)}).")
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise ValueError(f"{name}: y must have shape ({X.shape[0]},), one label per row of X, "
-                         f"got shape {tuple(y.shape)}.")
-    if y.dtype.kind not in "iu":
-        raise ValueError(f"{name}: y must hold integer class labels, got dtype {y.dtype}.")
-    if W.dtype.kind != "f" or X.dtype.kind != "f":
-        raise ValueError(f"{name}: W and X must be floating point, got {W.dtype} and "
-                         f"{X.dtype}.")
-    if y.shape[0] and (to_float(y.min()) < 0 or to_float(y.max()) >= W.shape[1]):
-        raise ValueError(f"{name}: labels must lie in [0, {W.shape[1]}) for a W with "
-                         f"{W.shape[1]} classes.")
+from ..backend import array_module
+from .linear_classifier import LinearClassifier, check_loss_inputs as _check_inputs
 
 
 def softmax_loss_naive(W, X, y, reg):
