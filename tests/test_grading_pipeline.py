@@ -13,7 +13,7 @@ import pytest
 
 import hostile_submissions
 from course_utils.grading.course import Course
-from course_utils.grading.examples import perfect_submission, write_examples
+from course_utils.grading.examples import perfect_submission, scoring_problems, write_examples
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mini_course" / "solutions"
 HIDDEN_SNIPPETS = ("hidden input", "linspace(-2.0, 3.0, 11)", "linspace(-1.0, 1.0, 7)")
@@ -60,6 +60,17 @@ def test_each_planted_bug_loses_exactly_the_points_of_its_part(graded):
         for cell in ("scale_tests", "relu_tests"):
             lost = rows[cell].score < rows[cell].max_score
             assert lost == (cell in breaks), (student, cell, rows[cell])
+
+
+def test_demo_check_accepts_exact_grading_and_flags_a_wrong_expectation(graded):
+    rows, examples = graded["rows"], graded["examples"]
+    assert scoring_problems(rows, examples) == []
+    wrong = {s: dict(e) for s, e in examples.items()}
+    wrong["example-bug-scale_solution"]["mini/mini"] = ["relu_tests"]  # the other part
+    problems = scoring_problems(rows, wrong)
+    assert len(problems) == 2 and all("example-bug-scale_solution" in p for p in problems)
+    wrong = {"example-perfect": {"mini/mini": None}}  # as if it were the untouched release
+    assert scoring_problems(rows, wrong)
 
 
 def test_every_hostile_file_gets_a_row_with_the_expected_outcome_and_a_reason(graded):

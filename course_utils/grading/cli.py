@@ -16,6 +16,9 @@ def _course(args) -> Course:
                   memory_limit_mb=args.memory_mb, fast=not args.full_size)
 
 
+NOT_SUBMITTED = "notebook missing from the submission"
+
+
 def print_table(rows, out=sys.stdout):
     """Totals per student and notebook, with the reasons of what failed underneath."""
     totals = defaultdict(lambda: [0.0, 0.0, 0.0, set()])
@@ -28,11 +31,15 @@ def print_table(rows, out=sys.stdout):
             t[1] += r.max_score
         if r.status in ("failed", "not graded") and r.reason:
             t[3].add(f"{r.cell}: {r.reason}")
+            if r.reason.startswith(NOT_SUBMITTED):
+                t[3].add(NOT_SUBMITTED)
     width = max([len(s) for s, _ in totals] + [7])
     print(f"{'student':<{width}}  {'notebook':<34} {'auto score':>11}  manual", file=out)
     for (student, nb), (score, best, manual, reasons) in sorted(totals.items()):
         pending = f"{manual:g} point(s) to grade by hand" if manual else ""
         print(f"{student:<{width}}  {nb:<34} {score:>5g} / {best:<4g}  {pending}", file=out)
+        if NOT_SUBMITTED in reasons:  # one line instead of one per cell
+            reasons = {NOT_SUBMITTED}
         for reason in sorted(reasons)[:6]:
             print(f"{'':<{width}}    - {reason[:150]}", file=out)
 
@@ -88,14 +95,14 @@ def cmd_check(args):
 
 def cmd_demo(args):
     """The main job: release, grade the example submissions, feedback, grade table."""
-    from .examples import write_examples
+    from .examples import scoring_problems, write_examples
 
     course = _course(args)
     t0 = time.perf_counter()
     released = course.release(args.assignment and [args.assignment])
     print(f"1/4 Released {', '.join(released)} into {course.release_dir}")
     examples = course.root.parent / "example_submissions"
-    write_examples(course, examples, released)
+    expected = write_examples(course, examples, released)
     print(f"2/4 Wrote example submissions (perfect, untouched, planted bugs) to {examples}")
     run = course.autograde(examples)
     print("3/4 Autograded them with nbgrader")
@@ -103,9 +110,18 @@ def cmd_demo(args):
     rows = course.grade_rows(run)
     csv_path = course.write_grades_csv(course.root / "grades.csv", rows)
     print(f"4/4 Feedback HTML for {len(feedback)} notebook(s) under {course.root / 'feedback'}\n")
-    print_table(rows)
-    print(f"\nGrades CSV: {csv_path}\nFeedback:   {course.root / 'feedback'}")
+    # Each example holds only the notebook it is about: show those rows.
+    print_table([r for r in rows if f"{r.assignment}/{r.notebook}" in expected.get(r.student, {})])
+    problems = scoring_problems(rows, expected)
+    for line in problems:
+        print("UNEXPECTED:", line)
+    print(f"\n{'Grading is NOT exact' if problems else 'Grading is exact'}: "
+          f"{len(expected)} example submissions; the perfect ones score full marks, the "
+          "untouched release 0, each planted bug loses exactly its parts"
+          + (f" except {len(problems)} cell(s) above." if problems else "."))
+    print(f"Grades CSV: {csv_path}\nFeedback:   {course.root / 'feedback'}")
     print(f"Done in {time.perf_counter() - t0:.0f} s.")
+    return 1 if problems else 0
 
 
 def main(argv=None):

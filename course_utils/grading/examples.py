@@ -87,3 +87,30 @@ def write_examples(course, out: Path, assignments=None) -> dict[str, dict]:
                 nbformat.write(nb, dest)
                 expect.setdefault(student, {})[f"{a}/{name}"] = breaks
     return expect
+
+
+def scoring_problems(rows, expected) -> list[str]:
+    """Where the graded examples did not score as they must (empty: grading is exact).
+
+    rows: Course.grade_rows(); expected: what write_examples returned. A filled-in example
+    scores full marks on every test cell except the "breaks" of its planted bug; the
+    untouched release scores 0 everywhere. Hand-graded answers are left out.
+    """
+    problems = []
+    for student, notebooks in sorted(expected.items()):
+        for key, breaks in sorted(notebooks.items()):
+            name = key.split("/")[1]
+            tests = [r for r in rows if r.student == student and r.notebook == name
+                     and r.status != "needs manual grading"]
+            if not tests:
+                problems.append(f"{student} {key}: no graded cells in the report")
+            for r in tests:
+                full = r.score == r.max_score
+                if breaks is None and r.score != 0:
+                    problems.append(f"{student} {key} {r.cell}: untouched release scored "
+                                    f"{r.score}")
+                elif breaks is not None and full == (r.cell in breaks):
+                    want = "lose its points" if r.cell in breaks else "score full marks"
+                    problems.append(f"{student} {key} {r.cell}: should {want}, scored "
+                                    f"{r.score} / {r.max_score} ({r.reason[:80]})")
+    return problems
