@@ -49,6 +49,7 @@ def test_perfect_submission_scores_full_marks_and_untouched_release_scores_zero(
     assert perfect["question_relu"].status == "needs manual grading"
     untouched = _by_cell(graded["rows"], "example-untouched")
     assert all(r.score == 0 for r in untouched.values()), untouched
+    assert "still the release's stub" in untouched["scale_tests"].reason
 
 
 def test_each_planted_bug_loses_exactly_the_points_of_its_part(graded):

@@ -344,7 +344,10 @@ def _test_outputs(path: Path) -> dict[str, str]:
         errors.sort(key=lambda o: o.get("ename") not in GRADER_VERDICTS)
         stderr = [o for o in cell.get("outputs", [])
                   if o.get("output_type") == "stream" and o.get("name") == "stderr"]
-        if errors:
+        if errors and errors[0].get("ename") == "NotImplementedError" \
+                and not errors[0].get("evalue"):
+            message = "NotImplementedError: a function it tests is still the release's stub"
+        elif errors:
             message = f"{errors[0].get('ename')}: {errors[0].get('evalue')}"
         elif stderr:
             message = "wrote to stderr (nbgrader scores that 0): " + stderr[0].get("text", "")
