@@ -150,3 +150,16 @@ def test_grades_csv_has_one_row_per_cell_and_file(graded, tmp_path):
     assert lines[0] == "student,assignment,notebook,cell,score,max_score,status,reason"
     graded_students = len(graded["run"].seconds)
     assert len(lines) - 1 == graded_students * 3 + 3  # three graded cells each, three bad files
+
+
+def test_course_folder_has_an_nbgrader_config_that_nbgrader_loads_as_ours(graded):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    course = graded["course"]
+    path = course.root / "nbgrader_config.py"
+    loaded = PyFileConfigLoader(path.name, path=str(path.parent)).load_config()
+    ours = course.config()
+    assert loaded.SandboxedExecute.memory_limit_mb == ours.SandboxedExecute.memory_limit_mb
+    assert loaded.Autograde.sanitize_preprocessors == ours.Autograde.sanitize_preprocessors
+    assert loaded.GenerateFeedback.preprocessors == ours.GenerateFeedback.preprocessors
+    assert loaded.CourseDirectory.db_url == ours.CourseDirectory.db_url
