@@ -29,6 +29,7 @@ _DEFAULTS = dict(
     optim_config=None,
     lr_decay=1.0,
     lr_schedule=None,
+    augment=None,
     batch_size=100,
     num_epochs=10,
     num_train_samples=1000,
@@ -52,6 +53,9 @@ class Solver:
         lr_decay: multiply every learning rate by this after each epoch (default 1: none).
         lr_schedule: alternative to lr_decay, a callable epoch -> multiplier of the base
             learning rate optim_config['learning_rate'] (see course_utils.schedules).
+        augment: None, or a function (X_batch, rng) -> X_batch applied to every training
+            minibatch (never to accuracy checks), e.g. course_utils.augment.random_flip;
+            rng is the solver's seeded numpy Generator.
         batch_size: examples per minibatch (default 100).
         num_epochs: passes over the training set (default 10).
         num_train_samples: training examples used to measure train accuracy after each epoch
@@ -102,6 +106,10 @@ class Solver:
             if "learning_rate" not in self.optim_config:
                 raise ValueError("Solver: lr_schedule scales optim_config['learning_rate'], "
                                  "so optim_config must contain one.")
+        self.augment = opts["augment"]
+        if self.augment is not None and not callable(self.augment):
+            raise ValueError("Solver: augment must be None or a function (X_batch, rng) -> "
+                             "X_batch.")
         self.batch_size = int(opts["batch_size"])
         self.num_epochs = int(opts["num_epochs"])
         if self.batch_size < 1 or self.num_epochs < 1:
@@ -143,6 +151,8 @@ class Solver:
         idx = self._rng.choice(num_train, size=min(self.batch_size, num_train), replace=False)
         X_batch, y_batch = self._rows(self.X_train, self.y_train, idx)
         X_batch, y_batch = asarray(X_batch), asarray(y_batch)  # to the model's backend
+        if self.augment is not None:
+            X_batch = self.augment(X_batch, self._rng)
 
         loss, grads = self.model.loss(X_batch, y_batch)
         self.loss_history.append(to_float(loss))

@@ -131,6 +131,33 @@ def test_lr_schedule_sets_rate_from_epoch():
     assert seen == pytest.approx(expected, rel=1e-12)
 
 
+def test_augment_sees_every_training_batch_and_never_the_accuracy_checks():
+    class Recorder:
+        def __init__(self):
+            self.batches = []
+
+        def __call__(self, X, rng):
+            self.batches.append(X.copy())
+            return X + 1.0  # so a batch that skipped augmentation would stand out
+
+    seen = []
+
+    class Watching(TinySoftmax):
+        def loss(self, X, y=None):
+            if y is not None:
+                seen.append(X)
+            return super().loss(X, y)
+
+    record = Recorder()
+    solver = make_solver(model=Watching(5, 3), augment=record)
+    solver.train()
+    assert len(record.batches) == len(solver.loss_history) == 16
+    assert all(b.shape == (20, 5) for b in record.batches)
+    assert all(np.array_equal(s, b + 1.0) for s, b in zip(seen, record.batches))
+    with pytest.raises(ValueError, match="augment must be None or a function"):
+        make_solver(augment="flip")
+
+
 def test_check_accuracy_subsamples_and_batches():
     solver = make_solver()
     solver.train()
