@@ -641,28 +641,69 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """Batch normalisation for images x (N, C, H, W): one mean/var per channel C, taken over
     N, H and W. gamma, beta: (C,). bn_param as in batchnorm_forward.
 
-    Implemented by moving C last and viewing x as (N*H*W, C) rows, so it is exactly
-    batchnorm_forward on pixels. cache = batchnorm's cache.
+    The maths is exactly batchnorm_forward on the N*H*W "pixel rows" of each channel. Rather
+    than transposing x to (N*H*W, C) and back (two full copies each way), the statistics are
+    reduced over axes (0, 2, 3) in place, which is several times faster on the large
+    activations of a convnet. cache = (mode, xhat, gamma, std), xhat (N, C, H, W), std (C,).
     """
     layer = "spatial_batchnorm_forward"
-    _require_float(layer, x=x)
+    _require_float(layer, x=x, gamma=gamma, beta=beta)
     _require_ndim(layer, "x", x, 4, "(N, C, H, W)")
     N, C, H, W = x.shape
     _require_shape(layer, "gamma", gamma, (C,), "one scale per channel")
     _require_shape(layer, "beta", beta, (C,), "one shift per channel")
-    rows = x.transpose(0, 2, 3, 1).reshape(N * H * W, C)
-    out, cache = batchnorm_forward(rows, gamma, beta, bn_param)
-    return out.reshape(N, H, W, C).transpose(0, 3, 1, 2), cache
+    mode = _require_mode(layer, bn_param)
+    xp = array_module(x, gamma, beta)
+    eps = bn_param.get("eps", 1e-5)
+    momentum = bn_param.get("momentum", 0.9)
+    running_mean = bn_param.get("running_mean")
+    running_var = bn_param.get("running_var")
+    if running_mean is None:
+        running_mean = xp.zeros(C, dtype=x.dtype)
+    if running_var is None:
+        running_var = xp.zeros(C, dtype=x.dtype)
+    _require_shape(layer, "running_mean", running_mean, (C,), "one per channel")
+    _require_shape(layer, "running_var", running_var, (C,), "one per channel")
+
+    per_channel = (1, C, 1, 1)
+    if mode == "train":
+        mean = x.mean(axis=(0, 2, 3))
+        centred = x - mean.reshape(per_channel)
+        var = (centred * centred).mean(axis=(0, 2, 3))
+        running_mean = momentum * running_mean + (1 - momentum) * mean
+        running_var = momentum * running_var + (1 - momentum) * var
+    else:
+        centred = x - running_mean.reshape(per_channel)
+        var = running_var
+    std = xp.sqrt(var + eps)
+    xhat = centred / std.reshape(per_channel)
+    out = gamma.reshape(per_channel) * xhat + beta.reshape(per_channel)
+    bn_param["running_mean"] = running_mean
+    bn_param["running_var"] = running_var
+    return out, (mode, xhat, gamma, std)
 
 
 def spatial_batchnorm_backward(dout, cache):
-    """Backward of spatial_batchnorm_forward: same transposes around batchnorm_backward_alt.
+    """Backward of spatial_batchnorm_forward: batchnorm_backward_alt's closed form with the
+    means taken over N, H and W,
+        dx = (gamma / std) * (dout - mean(dout) - xhat * mean(dout * xhat)),
+    where sum(dout) and sum(dout * xhat) per channel are exactly dbeta and dgamma.
     Returns dx (N, C, H, W), dgamma (C,), dbeta (C,)."""
-    _require_ndim("spatial_batchnorm_backward", "dout", dout, 4, "(N, C, H, W)")
+    layer = "spatial_batchnorm_backward"
+    _require_ndim(layer, "dout", dout, 4, "(N, C, H, W)")
+    mode, xhat, gamma, std = cache
+    _require_shape(layer, "dout", dout, xhat.shape, "the shape of x")
     N, C, H, W = dout.shape
-    rows = dout.transpose(0, 2, 3, 1).reshape(N * H * W, C)
-    dx, dgamma, dbeta = batchnorm_backward_alt(rows, cache)
-    return dx.reshape(N, H, W, C).transpose(0, 3, 1, 2), dgamma, dbeta
+    per_channel = (1, C, 1, 1)
+    dbeta = dout.sum(axis=(0, 2, 3))
+    dgamma = (dout * xhat).sum(axis=(0, 2, 3))
+    scale = (gamma / std).reshape(per_channel)
+    if mode == "test":
+        return dout * scale, dgamma, dbeta
+    M = N * H * W
+    dx = scale * (dout - (dbeta / M).reshape(per_channel)
+                  - xhat * (dgamma / M).reshape(per_channel))
+    return dx, dgamma, dbeta
 
 
 def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):

@@ -475,6 +475,26 @@ def test_spatial_batchnorm_backward_matches_numerical_gradient():
                 dict(x=x, gamma=gamma, beta=beta), dout, grads, ["x", "gamma", "beta"])
 
 
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_spatial_batchnorm_is_batchnorm_on_pixel_rows(mode):
+    """Same outputs, running statistics and gradients as batchnorm on the (N*H*W, C) rows."""
+    N, C, H, W = 3, 4, 5, 2
+    x, dout = rng(43).standard_normal((N, C, H, W)) + 1, rng(44).standard_normal((N, C, H, W))
+    gamma, beta = rng(45).standard_normal(C), rng(46).standard_normal(C)
+    rows = lambda a: a.transpose(0, 2, 3, 1).reshape(N * H * W, C)  # noqa: E731
+    params = [{"mode": mode, "running_mean": np.full(C, 0.3), "running_var": np.full(C, 2.0),
+               "momentum": 0.8} for _ in range(2)]
+    out, cache = L.spatial_batchnorm_forward(x, gamma, beta, params[0])
+    ref, ref_cache = L.batchnorm_forward(rows(x), gamma, beta, params[1])
+    assert np.allclose(rows(out), ref, atol=1e-12)
+    for key in ("running_mean", "running_var"):
+        assert np.allclose(params[0][key], params[1][key], atol=1e-12)
+    dx, dgamma, dbeta = L.spatial_batchnorm_backward(dout, cache)
+    rdx, rdgamma, rdbeta = L.batchnorm_backward(rows(dout), ref_cache)
+    assert np.allclose(rows(dx), rdx, atol=1e-10)
+    assert np.allclose(dgamma, rdgamma, atol=1e-10) and np.allclose(dbeta, rdbeta, atol=1e-10)
+
+
 def test_spatial_groupnorm_matches_per_group_formula():
     N, C, H, W, G = 2, 6, 3, 4, 3
     x = rng(42).standard_normal((N, C, H, W)) * 2 + 1
