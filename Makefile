@@ -24,9 +24,10 @@ test: $(BIN)/.installed
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m "not slow"
 
-## bench: speed figures (conv/pool vs naive vs PyTorch when installed)
+## bench: speed figures (conv/pool vs naive vs PyTorch when installed, layers, training steps, grading)
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_conv.py
+	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_grading.py
 
 clean:

@@ -16,6 +16,9 @@ For every shape it prints, per dtype:
   %peak     that rate over the GEMM peak measured at the start of the same run.
   torch ms  torch.nn.functional conv2d / max_pool2d + autograd on the same device, when torch
             imports; 'ratio' is fast / torch (below 1: we are faster).
+  peak MiB  (numpy only) the most memory the fast conv's forward + backward allocates beyond
+            its inputs, measured with tracemalloc; a second table shows it staying under a
+            small im2col budget (conv_param['max_im2col_bytes']) when the batch is chunked.
 Every time is the minimum over --repeat runs (the least disturbed by other processes); fast
 and torch runs alternate so both see the same machine load.
 """
@@ -25,6 +28,7 @@ import argparse
 import os
 import sys
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -119,6 +123,18 @@ def torch_pool_step(torch, device, x, size, stride, kind):
             torch.cuda.synchronize()
 
     return step
+
+
+def peak_extra_mib(f):
+    """Peak bytes allocated while f() runs (numpy reports its buffers to tracemalloc), MiB."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        f()
+        return (tracemalloc.get_traced_memory()[1] - base) / 2**20
+    finally:
+        tracemalloc.stop()
 
 
 def fmt(v, spec=".1f", width=9):
@@ -238,8 +254,45 @@ def main(argv=None):
             print(f"{name:44} {np.dtype(dt).name:>7} {fmt(_ms(t_naive))} {fmt(_ms(t_fast))} "
                   f"{fmt(_ratio(t_naive, t_fast), '.0f')} {fmt(None)} {fmt(None, width=6)} "
                   f"{fmt(_ms(t_torch))} {fmt(_ratio(t_fast, t_torch), '.2f', 6)}")
+    if xp is np:
+        memory_table(rng)
     if torch is None:
         print(f"\nnote: {torch_note}")
+
+
+def memory_table(rng, budget_mib=8):
+    """Peak extra memory of the fast conv (forward + backward), whole batch vs chunked."""
+    print(f"\nfast conv memory, float32 (forward + backward, beyond the inputs): the im2col "
+          f"matrix alone, then the measured peak with the default budget and with a "
+          f"{budget_mib} MiB im2col budget (the batch is then processed in chunks)")
+    header = (f"{'conv':44} {'im2col MiB':>11} {'peak MiB':>9} {f'peak@{budget_mib}MiB':>12} "
+              f"{'ms':>7} {f'ms@{budget_mib}MiB':>10}")
+    print(header)
+    print("-" * len(header))
+    once = make_timer(np)
+    for shape, F, K, S, P in CONV_CASES:
+        N, C, H, W = shape
+        Hout, Wout = L.conv_output_size(H, K, P, S), L.conv_output_size(W, K, P, S)
+        x = rng.standard_normal(shape).astype(np.float32)
+        w = (rng.standard_normal((F, C, K, K)) * 0.1).astype(np.float32)
+        b = np.zeros(F, np.float32)
+        dout = np.ones((N, F, Hout, Wout), np.float32)
+        cols_mib = C * K * K * Hout * Wout * N * 4 / 2**20
+        row = [f"conv {shape} x {F} {K}x{K} s{S} p{P}", f"{cols_mib:11.1f}"]
+        timings = []
+        for budget in (None, budget_mib * 2**20):
+            param = {"stride": S, "pad": P}
+            if budget is not None:
+                param["max_im2col_bytes"] = budget
+
+            def step(param=param):
+                _, cache = FL.conv_forward_fast(x, w, b, param)
+                FL.conv_backward_fast(dout, cache)
+
+            row.append(f"{peak_extra_mib(step):{9 if budget is None else 12}.1f}")
+            timings.append(best_of([step], once, 3)[0])
+        print(f"{row[0]:44} {row[1]} {row[2]} {row[3]} {1e3 * timings[0]:7.1f} "
+              f"{1e3 * timings[1]:10.1f}")
 
 
 def _host(a):
