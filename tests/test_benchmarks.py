@@ -1,0 +1,34 @@
+"""The benchmark scripts run and print their tables (smoke test: one repeat, one dtype).
+Their figures are not asserted: speed goals live in the printed numbers, not in tests."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script, *args):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_bench_conv_prints_speed_and_memory_tables():
+    out = run("bench_conv.py", "--repeat", "1", "--dtypes", "float32")
+    assert "GEMM peak (float32" in out
+    rows = [line for line in out.splitlines() if line.startswith(("conv (", "max pool", "avg pool"))]
+    assert len(rows) == 3 + 3 + 3  # conv and pool cases, then the conv memory table
+    assert "peak@8MiB" in out
+
+
+@pytest.mark.slow
+def test_bench_training_prints_layers_and_model_steps():
+    out = run("bench_training.py", "--repeat", "1", "--dtypes", "float32", "--batch", "8")
+    for name in ("affine", "spatial batchnorm", "LSTM", "ThreeLayerConvNet", "best convnet",
+                 "FullyConnectedNet", "CaptioningRNN"):
+        assert name in out, name
+    assert "--backend cupy" in out  # says how to get the GPU columns on this CPU machine
