@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from course_utils import data
+from course_utils import data, metrics
 from course_utils.data import DatasetCorruptedError, DatasetNotFoundError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -506,14 +506,14 @@ def test_caption_features_of_a_picture_do_not_depend_on_the_rest_of_the_set(shap
 # --------------------------------------------------------------------------------------
 def test_bleu_of_a_sentence_with_itself_is_one():
     s = "a big red circle left of a small blue square".split()
-    assert data.bleu_score(s, s) == pytest.approx(1.0)
-    assert data.bleu_score(" ".join(s), " ".join(s)) == pytest.approx(1.0)
-    assert data.bleu_score(np.array([4, 5, 6, 7]), np.array([4, 5, 6, 7])) == pytest.approx(1.0)
+    assert metrics.bleu_score(s, s) == pytest.approx(1.0)
+    assert metrics.bleu_score(" ".join(s), " ".join(s)) == pytest.approx(1.0)
+    assert metrics.bleu_score(np.array([4, 5, 6, 7]), np.array([4, 5, 6, 7])) == pytest.approx(1.0)
 
 
 def test_bleu_with_no_word_in_common_is_zero():
-    assert data.bleu_score("the cat sat", "dogs run fast today") == 0.0
-    assert data.bleu_score("the cat sat", "") == 0.0
+    assert metrics.bleu_score("the cat sat", "dogs run fast today") == 0.0
+    assert metrics.bleu_score("the cat sat", "") == 0.0
 
 
 def test_bleu_matches_a_hand_computed_example():
@@ -524,22 +524,22 @@ def test_bleu_matches_a_hand_computed_example():
     # 4-grams: none of 3                                       -> (0+1)/(3+1)
     # same length, so no brevity penalty
     expected = (5 / 6 * 4 / 6 * 2 / 5 * 1 / 4) ** 0.25
-    assert data.bleu_score(ref, cand) == pytest.approx(expected, rel=1e-12)
+    assert metrics.bleu_score(ref, cand) == pytest.approx(expected, rel=1e-12)
 
 
 def test_bleu_brevity_penalty_and_clipping():
     # 'the cat' is all correct but 4 words too short: BP = exp(1 - 6/2), all p_n = 1
-    assert data.bleu_score("the cat is on the mat", "the cat") == pytest.approx(exp(-2))
+    assert metrics.bleu_score("the cat is on the mat", "the cat") == pytest.approx(exp(-2))
     # Papineni et al.'s example: 'the' x7 is credited only twice -> p_1 = 2/7, then
     # p_2..p_4 = (0+1)/(6+1), (0+1)/(5+1), (0+1)/(4+1); c = 7 > r = 6, so BP = 1
     expected = (2 / 7 * 1 / 7 * 1 / 6 * 1 / 5) ** 0.25
-    assert data.bleu_score("the cat is on the mat", ["the"] * 7) == pytest.approx(expected)
+    assert metrics.bleu_score("the cat is on the mat", ["the"] * 7) == pytest.approx(expected)
 
 
 def test_bleu_takes_the_best_of_several_references():
     refs = ["a red circle left of a blue square", "a blue square right of a red circle"]
-    assert data.bleu_score(refs, refs[1]) == pytest.approx(1.0)
-    assert data.bleu_score(refs, "a red circle") == pytest.approx(exp(1 - 8 / 3))
+    assert metrics.bleu_score(refs, refs[1]) == pytest.approx(1.0)
+    assert metrics.bleu_score(refs, "a red circle") == pytest.approx(exp(1 - 8 / 3))
 
 
 def test_corpus_bleu_pools_counts_before_dividing():
@@ -547,10 +547,10 @@ def test_corpus_bleu_pools_counts_before_dividing():
     cands = ["the cat is on the mat", "a dog walks"]
     # unigrams 8/9, bigrams 6/7, trigrams 4/5, 4-grams 3/3; lengths 9 vs 9 -> BP = 1
     expected = (8 / 9 * 6 / 7 * 4 / 5 * 3 / 3) ** 0.25
-    assert data.corpus_bleu([[r] for r in refs], cands) == pytest.approx(expected)
-    assert data.corpus_bleu(refs, refs) == pytest.approx(1.0)
+    assert metrics.corpus_bleu([[r] for r in refs], cands) == pytest.approx(expected)
+    assert metrics.corpus_bleu(refs, refs) == pytest.approx(1.0)
     with pytest.raises(ValueError):
-        data.corpus_bleu(refs, cands[:1])
+        metrics.corpus_bleu(refs, cands[:1])
 
 
 # --------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ REFERENCE_MODULES = (
     "course_utils.layers", "course_utils.fast_layers", "course_utils.rnn_layers",
     "course_utils.layer_utils", "course_utils.optim", "course_utils.solver",
     "course_utils.models", "course_utils.classifiers", "course_utils.features",
+    "course_utils.metrics",
 )
 # Builtins and attributes that can reach a module without an import statement.
 DYNAMIC_NAMES = {"__import__", "importlib", "exec", "eval", "compile", "globals", "vars",
