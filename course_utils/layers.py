@@ -513,6 +513,17 @@ def _normalize_backward(dxhat, xhat, std, axis):
     ) / std
 
 
+def _bn_state(layer, bn_param, D, dtype, xp, what):
+    """eps, momentum and the running statistics of a batchnorm layer (zeros at first)."""
+    running = []
+    for key in ("running_mean", "running_var"):
+        value = bn_param.get(key)
+        value = xp.zeros(D, dtype=dtype) if value is None else value
+        _require_shape(layer, key, value, (D,), f"one per {what}")
+        running.append(value)
+    return bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9), *running
+
+
 def batchnorm_forward(x, gamma, beta, bn_param):
     """Batch normalisation (Ioffe & Szegedy 2015) of x (N, D) per feature; gamma, beta (D,).
 
@@ -535,16 +546,8 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     _require_shape(layer, "beta", beta, (D,), "one shift per feature")
     mode = _require_mode(layer, bn_param)
     xp = array_module(x, gamma, beta)
-    eps = bn_param.get("eps", 1e-5)
-    momentum = bn_param.get("momentum", 0.9)
-    running_mean = bn_param.get("running_mean")
-    running_var = bn_param.get("running_var")
-    if running_mean is None:
-        running_mean = xp.zeros(D, dtype=x.dtype)
-    if running_var is None:
-        running_var = xp.zeros(D, dtype=x.dtype)
-    _require_shape(layer, "running_mean", running_mean, (D,), "one per feature")
-    _require_shape(layer, "running_var", running_var, (D,), "one per feature")
+    eps, momentum, running_mean, running_var = _bn_state(layer, bn_param, D, x.dtype, xp,
+                                                         "feature")
 
     if mode == "train":
         mean = x.mean(axis=0)
@@ -654,16 +657,8 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     _require_shape(layer, "beta", beta, (C,), "one shift per channel")
     mode = _require_mode(layer, bn_param)
     xp = array_module(x, gamma, beta)
-    eps = bn_param.get("eps", 1e-5)
-    momentum = bn_param.get("momentum", 0.9)
-    running_mean = bn_param.get("running_mean")
-    running_var = bn_param.get("running_var")
-    if running_mean is None:
-        running_mean = xp.zeros(C, dtype=x.dtype)
-    if running_var is None:
-        running_var = xp.zeros(C, dtype=x.dtype)
-    _require_shape(layer, "running_mean", running_mean, (C,), "one per channel")
-    _require_shape(layer, "running_var", running_var, (C,), "one per channel")
+    eps, momentum, running_mean, running_var = _bn_state(layer, bn_param, C, x.dtype, xp,
+                                                         "channel")
 
     per_channel = (1, C, 1, 1)
     if mode == "train":

@@ -19,3 +19,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "shared" in item.keywords and shared_missing:
             item.add_marker(pytest.mark.skip(reason="../shared (CIFAR-10 JPEG pack) is absent"))
+
+
+@pytest.fixture
+def cupy_backend():
+    """Switch course_utils to cupy for one test (skipped without cupy and a GPU)."""
+    from course_utils import backend
+    try:
+        cp = backend.use("cupy")
+    except backend.BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    yield cp
+    backend.use("numpy")

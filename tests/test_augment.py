@@ -73,17 +73,6 @@ def test_wrong_shape_is_a_clear_error(fn):
         fn(np.zeros((4, 32, 32)), np.random.default_rng(0))
 
 
-@pytest.fixture
-def cupy_backend():
-    from course_utils import backend
-    try:
-        cp = backend.use("cupy")
-    except backend.BackendUnavailableError as exc:
-        pytest.skip(str(exc))
-    yield cp
-    backend.use("numpy")
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("fn", [augment.random_flip, augment.random_crop,
                                 augment.color_jitter, augment.gaussian_noise])

@@ -520,16 +520,6 @@ def test_gan_parts_reject_bad_shapes_and_round_trip(tmp_path):
 # cupy backend (skipped without cupy and a GPU)
 # ---------------------------------------------------------------------------------------
 
-@pytest.fixture
-def cupy_backend():
-    try:
-        cp = backend.use("cupy")
-    except backend.BackendUnavailableError as exc:
-        pytest.skip(str(exc))
-    yield cp
-    backend.use("numpy")
-
-
 def _on_both_backends(build, run):
     """run(build()) on numpy, then on cupy (same seed: weights are drawn on the host)."""
     results = {}

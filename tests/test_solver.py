@@ -210,16 +210,6 @@ def test_plot_history_draws_loss_and_accuracy():
     plt.close("all")
 
 
-@pytest.fixture
-def cupy_backend():
-    try:
-        cp = backend.use("cupy")
-    except backend.BackendUnavailableError as exc:
-        pytest.skip(str(exc))
-    yield cp
-    backend.use("numpy")
-
-
 @pytest.mark.gpu
 def test_one_solver_step_on_cupy_matches_numpy(cupy_backend):
     updated = {}
