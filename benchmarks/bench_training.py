@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_conv import best_of, fmt, make_timer, torch_setup  # noqa: E402
+from bench_conv import _host, best_of, fmt, make_timer, torch_setup  # noqa: E402
 
 from course_utils import backend, optim  # noqa: E402
 from course_utils import layers as L  # noqa: E402
@@ -126,10 +126,6 @@ def _torch_bn(x, g, b, d):
 
 def _leaf(torch, dev, a):
     return torch.as_tensor(_host(a), device=dev).requires_grad_()
-
-
-def _host(a):
-    return a.get() if hasattr(a, "get") else np.asarray(a)
 
 
 # ------------------------------------------------------------------------------------------
