@@ -305,6 +305,74 @@ def test_convnet_overfits_50_examples_and_round_trips(tmp_path):
     assert np.array_equal(clone.loss(X), model.loss(X))
 
 
+def trained_bn_convnet(input_dim=(2, 8, 8), conv_layers=(3, "pool", 4), hidden_dims=(5,)):
+    """A float64 ConvNet with batch norm whose running statistics are not the defaults (a few
+    training-mode passes), so test mode really differs from an identity normalisation."""
+    model = ConvNet(input_dim=input_dim, conv_layers=conv_layers, hidden_dims=hidden_dims,
+                    num_classes=3, normalization="batchnorm", dtype=np.float64, seed=1)
+    jitter_biases(model.params, seed=3)
+    X, y = image_problem(N=6, shape=input_dim, seed=4)
+    for _ in range(3):
+        model.loss(X, y)
+    return model
+
+
+def test_convnet_input_gradient_matches_numerical():
+    # Saliency maps, fooling images and FGSM differentiate the test-mode network with
+    # respect to its input: backward's dX must be d(sum(scores * dscores))/dX.
+    model = trained_bn_convnet()
+    X, _ = image_problem(N=2, shape=(2, 8, 8), seed=5)
+    dscores = np.random.default_rng(6).standard_normal((2, 3))
+    scores, cache = model.forward(X)
+    assert np.array_equal(scores, model.loss(X))          # forward(test) is what loss(X) scores
+    dX, grads = model.backward(dscores, cache)
+    num = eval_numerical_gradient(lambda _: float(np.sum(model.forward(X)[0] * dscores)), X,
+                                  verbose=False, h=H_MODEL)
+    assert dX.shape == X.shape
+    assert rel_error(dX, num) < MODEL_TOL
+    assert set(grads) == set(model.params)                 # parameter gradients come along
+
+
+def test_convnet_conv_features_run_at_any_size_and_backprop():
+    # Style transfer evaluates the conv stack of a network trained on 8x8 inputs on larger
+    # images, with losses on several blocks at once.
+    model = trained_bn_convnet(conv_layers=(3, "pool", 4, 4))
+    X = np.random.default_rng(7).standard_normal((1, 2, 10, 12))
+    feats, cache = model.conv_features(X)
+    assert [f.shape for f in feats] == [(1, 3, 5, 6), (1, 4, 5, 6), (1, 4, 5, 6)]
+    rng = np.random.default_rng(8)
+    d1, d3 = rng.standard_normal(feats[0].shape), rng.standard_normal(feats[2].shape)
+    dX = model.conv_features_backward([d1, None, d3], cache)
+
+    def objective(_):
+        f, _ = model.conv_features(X)
+        return float(np.sum(f[0] * d1) + np.sum(f[2] * d3))
+
+    # h = 1e-5: this objective sums ~200 products, so its roundoff / h is 10x that of one
+    # score; a larger step keeps that below the tolerance (truncation stays ~1e-10, and a
+    # crossed ReLU/pool kink would show as an error of 1e-2, not hide).
+    assert rel_error(dX, eval_numerical_gradient(objective, X, verbose=False, h=1e-5)) \
+        < MODEL_TOL
+    two, _ = model.conv_features(X, num_blocks=2)
+    assert len(two) == 2 and np.array_equal(two[1], feats[1])
+
+
+def test_convnet_conv_features_reject_bad_input():
+    model = ConvNet(input_dim=(3, 8, 8), conv_layers=(4, "pool", 4, "pool"), hidden_dims=(),
+                    seed=0)
+    with pytest.raises(ValueError, match="num_blocks must be in 1..2"):
+        model.conv_features(np.zeros((1, 3, 8, 8)), num_blocks=3)
+    with pytest.raises(ValueError, match=r"X must be \(N, 3, H, W\)"):
+        model.conv_features(np.zeros((1, 1, 8, 8)))
+    with pytest.raises(ValueError, match="at least 4x4 pixels"):
+        model.conv_features(np.zeros((1, 3, 3, 9)))
+    _, cache = model.conv_features(np.zeros((1, 3, 8, 8)))
+    with pytest.raises(ValueError, match="expected 2 gradients"):
+        model.conv_features_backward([None], cache)
+    with pytest.raises(ValueError, match="every gradient is None"):
+        model.conv_features_backward([None, None], cache)
+
+
 # ---------------------------------------------------------------------------------------
 # CaptioningRNN
 # ---------------------------------------------------------------------------------------

@@ -197,19 +197,15 @@ class ConvNet(Model):
     def _set_state_arrays(self, arrays):
         set_bn_state(self.bn_params, arrays)
 
-    def loss(self, X, y=None):
-        """Scores (N, num_classes) in test mode if y is None, else (loss, grads) in train mode."""
-        check_images("ConvNet", X, self.input_dim)
-        X = X.astype(self.dtype, copy=False)
-        mode = "test" if y is None else "train"
+    # ---- the network as a function of its input: what visualization and style transfer use
+    def _conv_stack_forward(self, X, mode, num_blocks):
+        """Run the first num_blocks conv blocks; returns (outputs of each block, caches)."""
         for bn_param in self.bn_params:
             bn_param["mode"] = mode
-        dropout_param = self._dropout_param(mode) if self.use_dropout else None
         p, bn = self.params, self.normalization == "batchnorm"
-
-        caches = []
+        outputs, caches = [], []
         h = X
-        for i, (_, pool) in enumerate(self.blocks, start=1):
+        for i, (_, pool) in enumerate(self.blocks[:num_blocks], start=1):
             args = [h, p[f"W{i}"], p[f"b{i}"]]
             if bn:
                 args += [p[f"gamma{i}"], p[f"beta{i}"], self.conv_param, self.bn_params[i - 1]]
@@ -220,7 +216,46 @@ class ConvNet(Model):
             if pool:
                 args.append(self.pool_param)
             h, cache = forward(*args)
+            outputs.append(h)
             caches.append(cache)
+        return outputs, caches
+
+    def _conv_stack_backward(self, douts, caches, grads):
+        """Backward through the conv blocks of `caches`. douts[i] is the upstream gradient on
+        block i+1's output (None: none). Fills grads (W, b, gamma, beta); returns dX."""
+        bn = self.normalization == "batchnorm"
+        dh = None
+        for i in range(len(caches), 0, -1):
+            if douts[i - 1] is not None:
+                dh = douts[i - 1] if dh is None else dh + douts[i - 1]
+            if dh is None:
+                continue
+            pool = self.blocks[i - 1][1]
+            if bn:
+                backward = conv_bn_relu_pool_backward if pool else conv_bn_relu_backward
+                dh, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = \
+                    backward(dh, caches[i - 1])
+            else:
+                backward = conv_relu_pool_backward if pool else conv_relu_backward
+                dh, grads[f"W{i}"], grads[f"b{i}"] = backward(dh, caches[i - 1])
+        return dh
+
+    def forward(self, X, mode="test"):
+        """Class scores (N, num_classes) and a cache for `backward`.
+
+        mode='test' (the default) uses batch-norm running statistics and no dropout: the
+        network as a fixed function of its input, which is what saliency maps, fooling images
+        and adversarial examples differentiate.
+        """
+        check_images("ConvNet", X, self.input_dim)
+        X = X.astype(self.dtype, copy=False)
+        if mode not in ("train", "test"):
+            raise ValueError(f"ConvNet.forward: mode must be 'train' or 'test', got {mode!r}.")
+        dropout_param = self._dropout_param(mode) if self.use_dropout else None
+        p, bn = self.params, self.normalization == "batchnorm"
+        outputs, conv_caches = self._conv_stack_forward(X, mode, self.num_conv)
+        h = outputs[-1]
+        fc_caches = []
         for i in range(self.num_conv + 1, self.num_layers):
             if bn:
                 h, cache = affine_bn_relu_forward(h, p[f"W{i}"], p[f"b{i}"], p[f"gamma{i}"],
@@ -230,39 +265,74 @@ class ConvNet(Model):
             drop_cache = None
             if self.use_dropout:
                 h, drop_cache = dropout_forward(h, dropout_param)
-            caches.append((cache, drop_cache))
+            fc_caches.append((cache, drop_cache))
         L = self.num_layers
         scores, last_cache = affine_forward(h, p[f"W{L}"], p[f"b{L}"])
-        if y is None:
-            return scores
-        check_labels("ConvNet", y, X.shape[0], self.num_classes)
+        return scores, (conv_caches, fc_caches, last_cache)
 
-        xp = backend.array_module(X)
-        loss, dscores = softmax_loss(scores, y)
-        loss = loss + 0.5 * self.reg * sum(xp.sum(p[f"W{i}"] ** 2) for i in range(1, L + 1))
-
+    def backward(self, dscores, cache):
+        """Given dscores = dLoss/dscores (N, num_classes) and forward's cache, return
+        (dX, grads): the gradient on the input images and on every parameter (no
+        regularization term: `loss` adds it)."""
+        conv_caches, fc_caches, last_cache = cache
+        bn, L = self.normalization == "batchnorm", self.num_layers
         grads = {}
         dh, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, last_cache)
         for i in range(L - 1, self.num_conv, -1):
-            cache, drop_cache = caches[i - 1]
+            fc_cache, drop_cache = fc_caches[i - self.num_conv - 1]
             if self.use_dropout:
                 dh = dropout_backward(dh, drop_cache)
             if bn:
                 dh, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = \
-                    affine_bn_relu_backward(dh, cache)
+                    affine_bn_relu_backward(dh, fc_cache)
             else:
-                dh, grads[f"W{i}"], grads[f"b{i}"] = affine_relu_backward(dh, cache)
-        # affine_backward gives dx in the shape of its input; the conv stack wants
-        # (N, C, H, W), which affine's dx already is (it reshapes back to x's shape).
-        for i in range(self.num_conv, 0, -1):
-            pool = self.blocks[i - 1][1]
-            if bn:
-                backward = conv_bn_relu_pool_backward if pool else conv_bn_relu_backward
-                dh, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = \
-                    backward(dh, caches[i - 1])
-            else:
-                backward = conv_relu_pool_backward if pool else conv_relu_backward
-                dh, grads[f"W{i}"], grads[f"b{i}"] = backward(dh, caches[i - 1])
+                dh, grads[f"W{i}"], grads[f"b{i}"] = affine_relu_backward(dh, fc_cache)
+        # affine_backward returns dx in its input's shape, (N, C, H, W) for the conv stack.
+        douts = [None] * (self.num_conv - 1) + [dh]
+        dX = self._conv_stack_backward(douts, conv_caches, grads)
+        return dX, grads
+
+    def conv_features(self, X, num_blocks=None):
+        """Outputs of the first num_blocks conv blocks (default: all), in test mode, and a
+        cache for `conv_features_backward`.
+
+        The conv stack is fully convolutional, so X may have any height and width (at least
+        2**pools pixels), not only the training size: style transfer runs it on photos.
+        """
+        num_blocks = self.num_conv if num_blocks is None else num_blocks
+        if not 1 <= num_blocks <= self.num_conv:
+            raise ValueError(f"ConvNet.conv_features: num_blocks must be in 1..{self.num_conv}, "
+                             f"got {num_blocks}.")
+        if X.ndim != 4 or X.shape[1] != self.input_dim[0]:
+            raise ValueError(f"ConvNet.conv_features: X must be (N, {self.input_dim[0]}, H, W) "
+                             f"images, got shape {tuple(X.shape)}.")
+        pools = sum(pool for _, pool in self.blocks[:num_blocks])
+        if min(X.shape[2:]) < 2 ** pools:
+            raise ValueError(f"ConvNet.conv_features: {pools} poolings need images of at least "
+                             f"{2 ** pools}x{2 ** pools} pixels, got {X.shape[2]}x{X.shape[3]}.")
+        return self._conv_stack_forward(X.astype(self.dtype, copy=False), "test", num_blocks)
+
+    def conv_features_backward(self, dfeatures, cache):
+        """dX from upstream gradients on the outputs of conv_features: one entry per block
+        returned there, each an array of that output's shape or None (no loss on it)."""
+        if len(dfeatures) != len(cache):
+            raise ValueError(f"ConvNet.conv_features_backward: expected {len(cache)} gradients "
+                             f"(one per block, None where there is none), got {len(dfeatures)}.")
+        if all(d is None for d in dfeatures):
+            raise ValueError("ConvNet.conv_features_backward: every gradient is None.")
+        return self._conv_stack_backward(list(dfeatures), cache, {})
+
+    def loss(self, X, y=None):
+        """Scores (N, num_classes) in test mode if y is None, else (loss, grads) in train mode."""
+        if y is None:
+            return self.forward(X, mode="test")[0]
+        scores, cache = self.forward(X, mode="train")
+        check_labels("ConvNet", y, X.shape[0], self.num_classes)
+        p, L = self.params, self.num_layers
+        xp = backend.array_module(scores)
+        loss, dscores = softmax_loss(scores, y)
+        loss = loss + 0.5 * self.reg * sum(xp.sum(p[f"W{i}"] ** 2) for i in range(1, L + 1))
+        _, grads = self.backward(dscores, cache)
         for i in range(1, L + 1):
             grads[f"W{i}"] += self.reg * p[f"W{i}"]
         return loss, grads
