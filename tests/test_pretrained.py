@@ -1,0 +1,49 @@
+"""The course convnet that network visualization and style transfer load: trained once, saved,
+loaded only for the data and recipe it was trained with, and a damaged file is set aside."""
+import json
+
+import numpy as np
+import pytest
+
+from course_utils.data import load_dataset
+from course_utils.pretrained import course_convnet
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    return load_dataset("natural-patches", num_train=64, num_val=20, num_test=20, verbose=False)
+
+
+def test_trains_once_then_loads_the_same_network(small_data, tmp_path):
+    model, info = course_convnet(small_data, fast=True, folder=tmp_path, verbose=False)
+    assert not info["loaded"] and info["num_train"] == 64 and 0 <= info["val_accuracy"] <= 1
+    assert (tmp_path / "convnet-natural-patches-fast.npz").exists()
+    again, info2 = course_convnet(small_data, fast=True, folder=tmp_path, verbose=False)
+    assert info2["loaded"] and info2["val_accuracy"] == info["val_accuracy"]
+    X = small_data["X_val"][:5]
+    assert np.array_equal(again.loss(X), model.loss(X))
+    _, info3 = course_convnet(small_data, fast=True, folder=tmp_path, retrain=True, verbose=False)
+    assert not info3["loaded"]
+
+
+def test_other_data_trains_a_new_model(small_data, tmp_path, capsys):
+    course_convnet(small_data, fast=True, folder=tmp_path, verbose=False)
+    other = load_dataset("natural-patches", num_train=64, num_val=20, num_test=20, seed=1,
+                         verbose=False)
+    _, info = course_convnet(other, fast=True, folder=tmp_path)
+    assert not info["loaded"]
+    assert "trained on other data" in capsys.readouterr().out
+
+
+def test_damaged_file_is_set_aside_not_lost(small_data, tmp_path, capsys):
+    course_convnet(small_data, fast=True, folder=tmp_path, verbose=False)
+    saved = tmp_path / "convnet-natural-patches-fast.npz"
+    saved.write_bytes(b"not a zip file")
+    _, info = course_convnet(small_data, fast=True, folder=tmp_path)
+    out = capsys.readouterr().out
+    assert not info["loaded"] and "Could not use the saved model" in out
+    assert (tmp_path / "convnet-natural-patches-fast.npz.broken-1").read_bytes() == b"not a zip file"
+    meta = json.loads((tmp_path / "convnet-natural-patches-fast.json").read_text())
+    assert meta["info"]["num_train"] == 64
+    _, info = course_convnet(small_data, fast=True, folder=tmp_path, verbose=False)
+    assert info["loaded"]                       # the replacement is usable
