@@ -241,11 +241,13 @@ class Solver:
                 self._step()
                 if self._bar is not None:
                     self._bar.update(1)
+                    if t % 10 == 0:  # a live, lightly smoothed loss beside the bar
+                        recent = self.loss_history[-10:]
+                        self._bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}",
+                                              refresh=False)
                 if self.verbose and t % self.print_every == 0:
                     self._print(f"(Iteration {t + 1} / {num_iterations}) "
                                 f"loss: {self.loss_history[-1]:f}")
-                    if self._bar is not None:
-                        self._bar.set_postfix(loss=f"{self.loss_history[-1]:.4f}")
 
                 epoch_end = (t + 1) % iterations_per_epoch == 0
                 if epoch_end:
