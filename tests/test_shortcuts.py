@@ -29,3 +29,31 @@ def test_own_work_and_allowed_modules_pass(source):
 def test_names_a_locked_cell_imported_are_flagged_unless_redefined():
     assert "bleu_score" in shortcut_reason("score = bleu_score(a, b)", {"bleu_score"})
     assert shortcut_reason("def bleu_score(a, b):\n    return 1.0", {"bleu_score"}) is None
+
+
+def test_a_parameter_or_local_shadows_a_tainted_global():
+    # A locked cell may bind `model = ConvNet(...)`; a solution that takes its own `model`
+    # argument (or assigns a local of that name) is not using the reference object.
+    tainted = {"model", "affine_forward"}
+    ok = [
+        "def saliency(model, X):\n    return model.forward(X)",
+        "def f(X):\n    model = make(X)\n    return model(X)",
+        "def f(X, **model):\n    return [model for model in X]",
+        "f = lambda model: model + 1",
+        "def f(xs):\n    return [m * 2 for m in xs]",
+        "def affine_forward(x, w, b):\n    return x @ w + b\nout = affine_forward(1, 2, 3)",
+        "model = MyNet()\nmodel.fit(X)",                       # rebound before it is read
+    ]
+    for source in ok:
+        assert shortcut_reason(source, tainted) is None, source
+    flagged = [
+        "def f(X):\n    return model.forward(X)",             # the notebook's global model
+        "def f(X, scale=model):\n    return scale",            # default: evaluated outside
+        "def f(X):\n    global model\n    model = 1\n    return model",
+        "def f(X):\n    def g():\n        return affine_forward(X)\n    return g()",
+        "out = [model(x) for x in xs]",
+        "model = model\nmodel.fit(X)",                         # the value reads the global
+        "if cond:\n    model = MyNet()\nmodel.fit(X)",         # maybe still the global
+    ]
+    for source in flagged:
+        assert shortcut_reason(source, tainted) is not None, source

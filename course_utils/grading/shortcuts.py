@@ -79,13 +79,83 @@ def _mentions(node, names) -> bool:
     return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
 
 
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _function_locals(fn) -> set[str]:
+    """Names local to a function or lambda by Python's rules: its parameters and every name
+    its body binds (assignment, for, with, except, import, def, class), less those declared
+    global or nonlocal. A local is local in the whole body, so a read of it can never reach
+    a notebook global. Nested functions and comprehensions are scopes of their own."""
+    args = fn.args
+    names = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
+    names |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+    declared = set()
+    stack = list(fn.body) if isinstance(fn.body, list) else [fn.body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            continue
+        if isinstance(node, (ast.Lambda, *_COMPREHENSIONS)):
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared |= set(node.names)
+        stack.extend(ast.iter_child_nodes(node))
+    return names - declared
+
+
+def _global_reads(tree) -> list[str]:
+    """Names the cell reads from the notebook's global namespace, in source order: every
+    read that no enclosing function's parameter or local (or comprehension variable), and no
+    earlier top-level assignment in the cell, shadows. `def f(model): model.forward(x)`
+    reads no global `model`."""
+    found = []
+
+    def visit(node, local):
+        if isinstance(node, _SCOPES):
+            # decorators and default values are evaluated outside the function
+            for outer in [*getattr(node, "decorator_list", []), *node.args.defaults,
+                          *[d for d in node.args.kw_defaults if d is not None]]:
+                visit(outer, local)
+            inner = local | _function_locals(node)
+            for child in (node.body if isinstance(node.body, list) else [node.body]):
+                visit(child, inner)
+            return
+        if isinstance(node, _COMPREHENSIONS):
+            local = local | {n.id for g in node.generators for n in ast.walk(g.target)
+                             if isinstance(n, ast.Name)}
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in local:
+            found.append(node.id)
+        for child in ast.iter_child_nodes(node):
+            visit(child, local)
+
+    # At the cell's top level, an unconditional assignment rebinds the global for the
+    # statements after it (`best_model = MyNet()` then `best_model.fit()` reads the student's
+    # object); reads in the assigned value itself are checked first.
+    local = frozenset()
+    for statement in tree.body:
+        visit(statement, local)
+        if isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None:
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            local = local | {n.id for t in targets for n in ast.walk(t)
+                             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return found
+
+
 def shortcut_reason(cell_source: str, tainted: set[str], allowed=()) -> str | None:
     """Why this solution cell is not the student's own work, or None if it looks fine."""
     try:
         tree = ast.parse(cell_source)
     except SyntaxError:
         return None  # the student's own broken code; its tests will say so
-    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -96,8 +166,6 @@ def shortcut_reason(cell_source: str, tainted: set[str], allowed=()) -> str | No
             if _is_reference(module, allowed) or any(
                     _is_reference(f"{module}.{a.name}", allowed) for a in node.names):
                 return f"imports from {module}, which holds the course's reference code"
-        elif isinstance(node, ast.Name) and node.id in tainted and node.id not in defined:
-            return f"uses '{node.id}', which comes from the course's reference code"
         elif (isinstance(node, ast.Name) and node.id in DYNAMIC_NAMES
               or isinstance(node, ast.Attribute) and node.attr in DYNAMIC_ATTRIBUTES):
             name = node.id if isinstance(node, ast.Name) else node.attr
@@ -105,6 +173,12 @@ def shortcut_reason(cell_source: str, tainted: set[str], allowed=()) -> str | No
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
                 and "course_utils" in node.value:
             return "names course_utils in a string, which can load the reference code indirectly"
+    # A global the cell reads that a locked cell bound to reference code (a function or
+    # class the cell defines itself replaces that global, so it does not count).
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    for name in _global_reads(tree):
+        if name in tainted and name not in defined:
+            return f"uses '{name}', which comes from the course's reference code"
     return None
 
 
