@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -69,8 +70,9 @@ def course_convnet(data, *, fast=False, retrain=False, folder=None, verbose=True
 
     Loads ``<folder>/convnet-<dataset>.npz`` when it was trained on this very data with this
     recipe; otherwise trains one with the course's Solver (Adam, linear learning-rate decay,
-    random flips; about 2 epochs) and saves it there. fast=True (COURSE_FAST) trains on
-    512 images for one epoch and saves under a '-fast' name, so it never replaces a real model.
+    random flips; 2 epochs) and saves it there. fast=True (COURSE_FAST) trains on 512
+    images for one epoch and saves under a '-fast-<data hash>' name, so it never replaces a
+    real model and notebooks with different splits do not overwrite each other's.
 
     Returns (model, info). info: 'path', 'loaded' (bool), 'dataset', 'val_accuracy',
     'train_seconds', 'epochs', 'num_train'.
@@ -80,9 +82,11 @@ def course_convnet(data, *, fast=False, retrain=False, folder=None, verbose=True
     if fast:
         data = dict(data, X_train=data["X_train"][:FAST_TRAIN], y_train=data["y_train"][:FAST_TRAIN])
     folder = models_dir() if folder is None else Path(folder)
-    name = f"convnet-{data.get('name', 'unknown')}{'-fast' if fast else ''}"
-    path, meta_path = folder / f"{name}.npz", folder / f"{name}.json"
     fingerprint = _fingerprint(data, recipe)
+    name = f"convnet-{data.get('name', 'unknown')}"
+    if fast:  # notebooks load different split sizes: one small file each, never shared
+        name += "-fast-" + fingerprint["train_hash"][:8]
+    path, meta_path = folder / f"{name}.npz", folder / f"{name}.json"
     model = _build(data, recipe)
 
     if path.exists() and not retrain:
@@ -119,11 +123,17 @@ def course_convnet(data, *, fast=False, retrain=False, folder=None, verbose=True
             "train_seconds": round(seconds, 1), "epochs": epochs,
             "num_train": int(len(data["y_train"]))}
     folder.mkdir(parents=True, exist_ok=True)
-    model.save(path)
     meta = {"fingerprint": fingerprint, "info": info,
             "dataset_source": data.get("source", "unknown data"),
             "val_accuracy": solver.best_val_acc}
-    meta_path.write_text(json.dumps(meta, indent=1))
+    # Write both files under temporary names, then rename: a run that is interrupted, or
+    # another notebook training at the same time, never leaves a half-written model.
+    tmp_npz = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    tmp_json = meta_path.with_name(f"{meta_path.name}.{os.getpid()}.tmp")
+    model.save(tmp_npz)
+    tmp_json.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp_npz, path)
+    os.replace(tmp_json, meta_path)
     say(f"Trained in {seconds / 60:.1f} min; validation accuracy {solver.best_val_acc:.3f}; "
         f"saved to {path}.")
     return model, dict(info, path=str(path), loaded=False)

@@ -291,6 +291,8 @@ def test_convnet_rejects_bad_layer_lists():
         ConvNet(conv_layers=(8, "avgpool"))
     with pytest.raises(ValueError, match="ConvNet: too many 'pool's"):
         ConvNet(input_dim=(1, 2, 2), conv_layers=(4, "pool", 4, "pool"))
+    with pytest.raises(ValueError, match="H and W must be divisible"):
+        ConvNet(input_dim=(1, 6, 6), conv_layers=(4, "pool", 4, "pool"))
 
 
 def test_convnet_overfits_50_examples_and_round_trips(tmp_path):
@@ -364,8 +366,11 @@ def test_convnet_conv_features_reject_bad_input():
         model.conv_features(np.zeros((1, 3, 8, 8)), num_blocks=3)
     with pytest.raises(ValueError, match=r"X must be \(N, 3, H, W\)"):
         model.conv_features(np.zeros((1, 1, 8, 8)))
-    with pytest.raises(ValueError, match="at least 4x4 pixels"):
-        model.conv_features(np.zeros((1, 3, 3, 9)))
+    with pytest.raises(ValueError, match="divisible by 4, got 3x8"):
+        model.conv_features(np.zeros((1, 3, 3, 8)))
+    with pytest.raises(ValueError, match="divisible by 4, got 12x10"):
+        model.conv_features(np.zeros((1, 3, 12, 10)))
+    assert model.conv_features(np.zeros((1, 3, 12, 16)))[0][1].shape == (1, 4, 3, 4)
     _, cache = model.conv_features(np.zeros((1, 3, 8, 8)))
     with pytest.raises(ValueError, match="expected 2 gradients"):
         model.conv_features_backward([None], cache)

@@ -17,7 +17,8 @@ def small_data():
 def test_trains_once_then_loads_the_same_network(small_data, tmp_path):
     model, info = course_convnet(small_data, fast=True, folder=tmp_path, verbose=False)
     assert not info["loaded"] and info["num_train"] == 64 and 0 <= info["val_accuracy"] <= 1
-    assert (tmp_path / "convnet-natural-patches-fast.npz").exists()
+    assert len(list(tmp_path.glob("convnet-natural-patches-fast-*.npz"))) == 1
+    assert not list(tmp_path.glob("*tmp*"))
     again, info2 = course_convnet(small_data, fast=True, folder=tmp_path, verbose=False)
     assert info2["loaded"] and info2["val_accuracy"] == info["val_accuracy"]
     X = small_data["X_val"][:5]
@@ -30,20 +31,31 @@ def test_other_data_trains_a_new_model(small_data, tmp_path, capsys):
     course_convnet(small_data, fast=True, folder=tmp_path, verbose=False)
     other = load_dataset("natural-patches", num_train=64, num_val=20, num_test=20, seed=1,
                          verbose=False)
-    _, info = course_convnet(other, fast=True, folder=tmp_path)
+    _, info = course_convnet(other, fast=True, folder=tmp_path, verbose=False)
     assert not info["loaded"]
-    assert "trained on other data" in capsys.readouterr().out
+    assert len(list(tmp_path.glob("convnet-natural-patches-fast-*.npz"))) == 2  # both kept
+
+
+def test_a_model_saved_for_another_recipe_is_not_loaded(small_data, tmp_path, capsys):
+    course_convnet(small_data, fast=True, folder=tmp_path, verbose=False)
+    meta_path, = tmp_path.glob("convnet-natural-patches-fast-*.json")
+    meta = json.loads(meta_path.read_text())
+    meta["fingerprint"]["recipe"]["learning_rate"] = 1.0     # as if the recipe had changed
+    meta_path.write_text(json.dumps(meta))
+    _, info = course_convnet(small_data, fast=True, folder=tmp_path)
+    assert not info["loaded"]
+    assert "trained on other data or with another recipe" in capsys.readouterr().out
 
 
 def test_damaged_file_is_set_aside_not_lost(small_data, tmp_path, capsys):
     course_convnet(small_data, fast=True, folder=tmp_path, verbose=False)
-    saved = tmp_path / "convnet-natural-patches-fast.npz"
+    saved, = tmp_path.glob("convnet-natural-patches-fast-*.npz")
     saved.write_bytes(b"not a zip file")
     _, info = course_convnet(small_data, fast=True, folder=tmp_path)
     out = capsys.readouterr().out
     assert not info["loaded"] and "Could not use the saved model" in out
-    assert (tmp_path / "convnet-natural-patches-fast.npz.broken-1").read_bytes() == b"not a zip file"
-    meta = json.loads((tmp_path / "convnet-natural-patches-fast.json").read_text())
+    assert saved.with_name(saved.name + ".broken-1").read_bytes() == b"not a zip file"
+    meta = json.loads(saved.with_suffix(".json").read_text())
     assert meta["info"]["num_train"] == 64
     _, info = course_convnet(small_data, fast=True, folder=tmp_path, verbose=False)
     assert info["loaded"]                       # the replacement is usable

@@ -117,7 +117,8 @@ class ConvNet(Model):
 
     conv_layers reads like the architecture: filter counts, with 'pool' after a convolution
     that is followed by 2x2 max pooling, e.g. (32, 32, 'pool', 64, 64, 'pool'). All
-    convolutions are 3x3, stride 1, pad 1 (size-preserving); each pool halves H and W (floor).
+    convolutions are 3x3, stride 1, pad 1 (size-preserving); each pool halves H and W, so
+    they must be divisible by 2 ** (number of pools): pooling windows must tile the image.
 
     Parameters, numbered through the whole network i = 1..L (L = convs + hidden + 1):
         conv:   Wi (F_i, F_{i-1}, 3, 3), bi (F_i,)
@@ -174,10 +175,14 @@ class ConvNet(Model):
             self.params[f"b{i}"] = xp.zeros(filters, dtype=dtype)
             C = filters
             if pool:
-                H, W = H // 2, W // 2
-                if H < 1 or W < 1:
+                if H < 2 or W < 2:
                     raise ValueError(f"{name}: too many 'pool's for input {tuple(input_dim)}: "
                                      f"the image shrinks to nothing.")
+                if H % 2 or W % 2:
+                    raise ValueError(f"{name}: input {tuple(input_dim)} cannot be pooled "
+                                     f"2x2 stride 2 that often: H and W must be divisible by "
+                                     f"2 ** (number of pools).")
+                H, W = H // 2, W // 2
         dims = [C * H * W, *hidden_dims, num_classes]
         for d_in, d_out in zip(dims[:-1], dims[1:]):
             i += 1
@@ -296,8 +301,9 @@ class ConvNet(Model):
         """Outputs of the first num_blocks conv blocks (default: all), in test mode, and a
         cache for `conv_features_backward`.
 
-        The conv stack is fully convolutional, so X may have any height and width (at least
-        2**pools pixels), not only the training size: style transfer runs it on photos.
+        The conv stack is fully convolutional, so X may have any height and width divisible
+        by 2 ** (pools among those blocks), not only the training size: style transfer runs it
+        on photos.
         """
         num_blocks = self.num_conv if num_blocks is None else num_blocks
         if not 1 <= num_blocks <= self.num_conv:
@@ -307,9 +313,9 @@ class ConvNet(Model):
             raise ValueError(f"ConvNet.conv_features: X must be (N, {self.input_dim[0]}, H, W) "
                              f"images, got shape {tuple(X.shape)}.")
         pools = sum(pool for _, pool in self.blocks[:num_blocks])
-        if min(X.shape[2:]) < 2 ** pools:
-            raise ValueError(f"ConvNet.conv_features: {pools} poolings need images of at least "
-                             f"{2 ** pools}x{2 ** pools} pixels, got {X.shape[2]}x{X.shape[3]}.")
+        if X.shape[2] % 2 ** pools or X.shape[3] % 2 ** pools or min(X.shape[2:]) == 0:
+            raise ValueError(f"ConvNet.conv_features: {pools} 2x2 poolings need a height and "
+                             f"width divisible by {2 ** pools}, got {X.shape[2]}x{X.shape[3]}.")
         return self._conv_stack_forward(X.astype(self.dtype, copy=False), "test", num_blocks)
 
     def conv_features_backward(self, dfeatures, cache):
