@@ -54,15 +54,16 @@ def _build(data, recipe):
                    normalization=recipe["normalization"], dtype=np.float32, seed=recipe["seed"])
 
 
-def _set_aside(path, why, say):
-    """Rename a file we cannot use to <name>.broken-<n> so that nothing is lost."""
+def _set_aside(paths, why, say):
+    """Rename the saved files we cannot use to <name>.broken-<n>, so that nothing is lost."""
     n = 1
-    while path.with_name(f"{path.name}.broken-{n}").exists():
+    while any(p.with_name(f"{p.name}.broken-{n}").exists() for p in paths):
         n += 1
-    target = path.with_name(f"{path.name}.broken-{n}")
-    path.rename(target)
-    say(f"Could not use the saved model {path} ({why}); moved it to {target.name} and training "
-        "a new one.")
+    for p in paths:
+        if p.exists():
+            p.rename(p.with_name(f"{p.name}.broken-{n}"))
+    say(f"Could not use the saved model {paths[0]} ({why}); renamed its files to "
+        f"*.broken-{n} and training a new one.")
 
 
 def course_convnet(data, *, fast=False, retrain=False, folder=None, verbose=True):
@@ -98,13 +99,13 @@ def course_convnet(data, *, fast=False, retrain=False, folder=None, verbose=True
             else:
                 model.load(path)
                 say(f"Loaded the course convnet from {path} (trained on {meta['dataset_source']}; "
-                    f"validation accuracy {meta['val_accuracy']:.3f}).")
+                    f"validation accuracy {meta['info']['val_accuracy']:.3f}).")
                 return model, dict(meta["info"], path=str(path), loaded=True)
         except FileNotFoundError:
             say(f"{meta_path.name} is missing beside {path.name}; training a new model.")
         except (ValueError, OSError, EOFError, KeyError) as exc:  # damaged npz or json
-            _set_aside(path, f"{type(exc).__name__}: {exc}", say)
-            model = _build(data, recipe)
+            # (Model.load checks everything before it changes the model: it is still fresh.)
+            _set_aside([path, meta_path], f"{type(exc).__name__}: {exc}", say)
 
     say(f"Training the course convnet on {data.get('source', 'the given data')} "
         f"({recipe['num_epochs']} epoch(s) of {len(data['y_train'])} images"
@@ -115,7 +116,8 @@ def course_convnet(data, *, fast=False, retrain=False, folder=None, verbose=True
                     lr_schedule=lambda epoch: linear_decay(1.0, epoch, epochs,
                                                            lr_end=recipe["lr_end"]),
                     augment=random_flip, batch_size=recipe["batch_size"], num_epochs=epochs,
-                    print_every=10**9, verbose=verbose, seed=recipe["seed"])
+                    print_every=10**9,  # epoch summaries and the bar, no per-step lines
+                    verbose=verbose, seed=recipe["seed"])
     start = time.time()
     solver.train()
     seconds = time.time() - start
@@ -124,8 +126,7 @@ def course_convnet(data, *, fast=False, retrain=False, folder=None, verbose=True
             "num_train": int(len(data["y_train"]))}
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"fingerprint": fingerprint, "info": info,
-            "dataset_source": data.get("source", "unknown data"),
-            "val_accuracy": solver.best_val_acc}
+            "dataset_source": data.get("source", "unknown data")}
     # Write both files under temporary names, then rename: a run that is interrupted, or
     # another notebook training at the same time, never leaves a half-written model.
     tmp_npz = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")

@@ -55,6 +55,7 @@ def test_damaged_file_is_set_aside_not_lost(small_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert not info["loaded"] and "Could not use the saved model" in out
     assert saved.with_name(saved.name + ".broken-1").read_bytes() == b"not a zip file"
+    assert saved.with_suffix(".json.broken-1").exists()        # its record is kept beside it
     meta = json.loads(saved.with_suffix(".json").read_text())
     assert meta["info"]["num_train"] == 64
     _, info = course_convnet(small_data, fast=True, folder=tmp_path, verbose=False)
