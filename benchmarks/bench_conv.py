@@ -7,8 +7,9 @@ Run from the repository root:
 
 For every shape it prints, per dtype:
   naive ms  the teaching loops in course_utils.layers. They are slow, so they are timed on a
-            small slice of the batch (--naive-images images) and scaled linearly to the full
-            batch: their cost is exactly proportional to the number of images.
+            small slice of the batch (--naive-images images, min over --naive-repeat runs) and
+            scaled linearly to the full batch: their cost is exactly proportional to the number
+            of images.
   fast ms   course_utils.fast_layers on the full batch.
   speedup   naive / fast.
   GFLOP/s   of the fast conv: 2*N*F*C*HH*WW*Hout*Wout flops forward, 3x that forward+backward
@@ -41,6 +42,10 @@ CONV_CASES = [  # (N, C, H, W), F, HH (= WW), stride, pad
     ((100, 3, 31, 31), 25, 3, 2, 1),
     ((50, 3, 32, 32), 32, 7, 1, 3),
     ((64, 64, 16, 16), 64, 3, 1, 1),
+    # the large shapes: 3x3 convolutions as wide as VGG-16's conv3 and conv4/5 stages (256 and
+    # 512 channels), where the GEMM dominates and %peak says how close to the machine we get
+    ((32, 256, 16, 16), 256, 3, 1, 1),
+    ((16, 512, 8, 8), 512, 3, 1, 1),
 ]
 POOL_CASES = [  # (N, C, H, W), window, stride, kind
     ((100, 64, 32, 32), 2, 2, "max"),
@@ -147,6 +152,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
     parser.add_argument("--naive-images", type=int, default=1,
                         help="batch slice the naive layers are timed on (then scaled)")
+    parser.add_argument("--naive-repeat", type=int, default=2,
+                        help="timed runs of the naive layers (min taken, as for the others)")
     parser.add_argument("--dtypes", default="float32,float64")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive columns")
     args = parser.parse_args(argv)
@@ -166,7 +173,8 @@ def main(argv=None):
     dtypes = [getattr(np, d) for d in args.dtypes.split(",")]
 
     print(f"backend: {args.backend}; CPU cores: {os.cpu_count()}; {torch_note}")
-    print(f"times: min over {args.repeat} runs; naive timed on {args.naive_images} image(s) "
+    print(f"times: min over {args.repeat} runs ({args.naive_repeat} for naive); naive timed on "
+          f"{args.naive_images} image(s) "
           f"and scaled linearly to the batch (naive cost is proportional to N)")
     peaks = {}
     for dt in dtypes:
@@ -209,7 +217,7 @@ def main(argv=None):
                     _, cache = L.conv_forward_naive(xs, w, b, param)
                     L.conv_backward_naive(ds, cache)
 
-                t_naive = once(naive) * N / n
+                t_naive = min(once(naive) for _ in range(args.naive_repeat)) * N / n
             gflops = flops / t_fast / 1e9
             name = f"conv {shape} x {F} {K}x{K} s{S} p{P}"
             print(f"{name:44} {np.dtype(dt).name:>7} {fmt(_ms(t_naive))} {fmt(_ms(t_fast))} "
@@ -249,7 +257,7 @@ def main(argv=None):
                     _, cache = naive_fwd(xs, param)
                     naive_bwd(ds, cache)
 
-                t_naive = once(naive) * shape[0] / n
+                t_naive = min(once(naive) for _ in range(args.naive_repeat)) * shape[0] / n
             name = f"{kind} pool {shape} {K}x{K} s{S}"
             print(f"{name:44} {np.dtype(dt).name:>7} {fmt(_ms(t_naive))} {fmt(_ms(t_fast))} "
                   f"{fmt(_ratio(t_naive, t_fast), '.0f')} {fmt(None)} {fmt(None, width=6)} "

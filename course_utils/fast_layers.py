@@ -29,7 +29,7 @@ batch is processed in chunks of images that fit (one image at a time at the leas
 """
 from __future__ import annotations
 
-from .backend import array_module
+from .backend import array_module, is_cupy_array
 from .layers import (
     _check_conv,
     _check_conv_transpose,
@@ -41,6 +41,7 @@ from .layers import (
 )
 
 IM2COL_BUDGET_BYTES = 512 * 2**20
+POOL_BLOCK_BYTES = 2**20  # input bytes per pooling block on the CPU (see _pool_blocks)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +168,8 @@ def conv_backward_fast(dout, cache):
     With d2 = dout as (F, N*Hout*Wout):  dw = d2 @ cols.T  and  dcols = w2.T @ d2, which
     col2im adds back into dx. Extra memory at the peak, per chunk: cols and dcols (each the
     size of the forward pass's cols, so up to twice the budget), d2 (the size of dout) and
-    the padded dx.
+    the padded dx. Stride-1 layers whose dout columns are no larger than x's compute dx as
+    one more convolution instead (see _dx_by_full_correlation): same memory bound, faster.
     """
     if isinstance(cache[0], str):  # ("1x1", cache of conv_forward_1x1)
         return conv_backward_1x1(dout, cache[1])
@@ -181,9 +183,13 @@ def conv_backward_fast(dout, cache):
     xp = array_module(x, dout)
     w2 = w.reshape(F, C * HH * WW)
     chunks = _batch_chunks(N, C * HH * WW * Hout * Wout * x.itemsize, conv_param)
+    full = S == 1 and HH == WW and P <= HH - 1 and F * H * W <= C * Hout * Wout
     if kept is not None:  # one chunk, columns kept from the forward pass
         d2 = _channels_first(dout)
-        dx = _col2im(w2.T @ d2, N, C, H, W, HH, WW, S, P, Hout, Wout)
+        if full:
+            dx = _dx_by_full_correlation(dout, w, P, H, W)
+        else:
+            dx = _col2im(w2.T @ d2, N, C, H, W, HH, WW, S, P, Hout, Wout)
         return dx, (d2 @ kept.T).reshape(w.shape), dout.sum(axis=(0, 2, 3))
     dx = xp.empty(x.shape, dtype=xp.result_type(dout, w))
     dw = xp.zeros((F, C * HH * WW), dtype=xp.result_type(dout, x))
@@ -191,9 +197,32 @@ def conv_backward_fast(dout, cache):
         cols = _im2col(x[n0:n1], HH, WW, S, P, Hout, Wout)
         d2 = _channels_first(dout[n0:n1])
         dw += d2 @ cols.T
-        dx[n0:n1] = _col2im(w2.T @ d2, n1 - n0, C, H, W, HH, WW, S, P, Hout, Wout)
+        if full:
+            _dx_by_full_correlation(dout[n0:n1], w, P, H, W, out=dx[n0:n1])
+        else:
+            dx[n0:n1] = _col2im(w2.T @ d2, n1 - n0, C, H, W, HH, WW, S, P, Hout, Wout)
     db = dout.sum(axis=(0, 2, 3))
     return dx, dw.reshape(w.shape), db
+
+
+def _dx_by_full_correlation(dout, w, P, H, W, out=None):
+    """dx of a stride-1 convolution with square filters, computed as one more convolution:
+    dout padded by HH-1-P on each side, correlated with the filters flipped in space and with
+    their C and F axes swapped, gives dx (N, C, H, W), written into `out` when given.
+
+    That is im2col of dout plus one GEMM whose inner size is F*HH*WW, instead of a GEMM of
+    inner size F followed by col2im's HH*WW strided adds; BLAS is far more efficient with the
+    larger inner size. Measured for (64, 64, 16, 16) x 64 3x3, 2 cores: 47 -> 32 ms (float64),
+    28 -> 18 ms (float32). Needs P <= HH-1 (the padding is not negative); the
+    caller uses it only when dout's columns are no larger than x's, so memory stays bounded
+    by the same budget.
+    """
+    xp = array_module(dout, w)
+    F, C, HH, WW = w.shape
+    N = dout.shape[0]
+    flipped = xp.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    cols = _im2col(dout, HH, WW, 1, HH - 1 - P, H, W)
+    return _batch_first(flipped.reshape(C, F * HH * WW) @ cols, N, H, W, out=out)
 
 
 def conv_forward_1x1(x, w, b, conv_param):
@@ -361,93 +390,146 @@ def _pool_parts(x, PH, PW, S):
     return _phases(x, S, PH, PW) if _overlapping(PH, PW, S) else {(0, 0): x}
 
 
+def _pool_blocks(x_shape, itemsize, on_gpu):
+    """[(n0, n1), ...]: the batch cut into blocks that the pooling passes handle one at a time.
+
+    Pooling makes PH*PW cheap passes over the data (see above). On the CPU, a whole batch is
+    larger than the processor's caches, so every pass streams it from memory again; a block
+    of about POOL_BLOCK_BYTES of input stays in cache across all the passes. Measured on 2
+    cores: 3x3 stride-2 max pooling of (100, 64, 33, 33) float64, forward + backward, 170 ms
+    as one block against about 85 ms in blocks. On a GPU the whole batch is one block (each
+    pass is one kernel; more blocks would only launch more kernels).
+    """
+    N = x_shape[0]
+    if on_gpu:
+        return [(0, N)]
+    per_image = itemsize
+    for size in x_shape[1:]:
+        per_image *= size
+    per_block = max(1, POOL_BLOCK_BYTES // max(1, per_image))
+    return [(n0, min(N, n0 + per_block)) for n0 in range(0, N, per_block)]
+
+
 def max_pool_forward_fast(x, pool_param):
     """Max pooling, same meaning as layers.max_pool_forward_naive, with no Python loop over
     the data: a running elementwise maximum over the PH*PW window entries (_pool_parts and
-    _pool_entries say where each entry is read from). Any window and stride, overlapping or
-    not.
+    _pool_entries say where each entry is read from), block by block of the batch
+    (_pool_blocks). Any window and stride, overlapping or not.
     Extra memory: the output, plus for overlapping windows the stride phases of x (one copy
     of x, at most), which the cache keeps for the backward pass.
-    cache = (x.shape, parts, out, pool_param).
+    cache = (x.shape, [(n0, n1, parts) per block], out, pool_param).
     """
     layer = "max_pool_forward_fast"
     PH, PW, S, Hout, Wout = _pool_params(layer, x, pool_param)
     xp = array_module(x)
-    parts = _pool_parts(x, PH, PW, S)
-    (key, rows, cols), *rest = _pool_entries(PH, PW, S, Hout, Wout)
-    out = parts[key][:, :, rows, cols].copy()
-    for key, rows, cols in rest:
-        xp.maximum(out, parts[key][:, :, rows, cols], out=out)
-    return out, (x.shape, parts, out, pool_param)
+    N, C = x.shape[:2]
+    (key0, rows0, cols0), *rest = _pool_entries(PH, PW, S, Hout, Wout)
+    out = xp.empty((N, C, Hout, Wout), dtype=x.dtype)
+    blocks = []
+    for n0, n1 in _pool_blocks(x.shape, x.itemsize, is_cupy_array(x)):
+        parts = _pool_parts(x[n0:n1], PH, PW, S)
+        out_block = out[n0:n1]
+        out_block[...] = parts[key0][:, :, rows0, cols0]
+        for key, rows, cols in rest:
+            xp.maximum(out_block, parts[key][:, :, rows, cols], out=out_block)
+        blocks.append((n0, n1, parts))
+    return out, (x.shape, blocks, out, pool_param)
 
 
 def max_pool_backward_fast(dout, cache):
     """Backward of max_pool_forward_fast: dx (N, C, H, W).
 
     Each dout[n, c, i, j] goes to the first entry of its window (row-major, as in the naive
-    version) that equals the window's max: we walk the window entries in order, hand the
-    gradient still unserved to the entries that match, and take it off the unserved. Ties
-    (common after a ReLU: windows of zeros) thus send the gradient once, not once per tie.
-    Overlapping windows gather their gradients per stride phase, then write them back to x's
-    layout once. Extra memory: dx, per-phase gradients (one x, at most) and a few
-    output-sized arrays.
+    version) that equals the window's max: we walk the window entries in order and serve the
+    windows where the entry matches and no earlier entry did (a boolean `served` mask per
+    window). Ties (common after a ReLU: windows of zeros) thus send the gradient once, not
+    once per tie. Overlapping windows gather their gradients per stride phase, then write
+    them back to x's layout once. Works block by block, like the forward pass. Extra memory:
+    dx, per-phase gradients of one block and a few output-sized arrays of one block.
     """
-    shape, parts, out, pool_param = cache
+    shape, blocks, out, pool_param = cache
     layer = "max_pool_backward_fast"
     PH, PW = int(pool_param["pool_height"]), int(pool_param["pool_width"])
     S = int(pool_param["stride"])
     Hout, Wout = out.shape[2:]
     _require_shape(layer, "dout", dout, out.shape, "the shape of the output")
     xp = array_module(out, dout)
+    entries = _pool_entries(PH, PW, S, Hout, Wout)
     overlapping = _overlapping(PH, PW, S)
-    # without overlap every input entry is written at most once; with S == PH == PW, exactly once
-    exact = S == PH and S == PW
-    dparts = {key: (xp.empty if exact else xp.zeros)(part.shape, dtype=dout.dtype)
-              for key, part in parts.items()}
-    unserved = dout.copy()
-    for key, rows, cols in _pool_entries(PH, PW, S, Hout, Wout):
-        served = (parts[key][:, :, rows, cols] == out) * unserved
-        if overlapping:
-            dparts[key][:, :, rows, cols] += served
-        else:
-            dparts[key][:, :, rows, cols] = served
-        unserved -= served  # exactly 0 where served, unchanged elsewhere
-    return _from_parts(dparts, shape, PH, PW, S)
+    dx = xp.empty(shape, dtype=dout.dtype)
+    for n0, n1, parts in blocks:
+        part_shapes = {key: part.shape for key, part in parts.items()}
+        dparts = _gradient_parts(dx[n0:n1], part_shapes, PH, PW, S)
+        out_block, dout_block = out[n0:n1], dout[n0:n1]
+        match = xp.empty(out_block.shape, dtype=bool)
+        served = xp.zeros(out_block.shape, dtype=bool)  # windows whose max was found
+        grad = xp.empty(out_block.shape, dtype=dout.dtype)
+        for k, (key, rows, cols) in enumerate(entries):
+            xp.equal(parts[key][:, :, rows, cols], out_block, out=match)
+            if k:
+                xp.greater(match, served, out=match)  # matches, and no earlier entry did
+            if k < len(entries) - 1:
+                xp.logical_or(served, match, out=served)
+            xp.multiply(match, dout_block, out=grad)
+            if overlapping:
+                dparts[key][:, :, rows, cols] += grad
+            else:
+                dparts[key][:, :, rows, cols] = grad
+        _from_parts(dparts, dx[n0:n1], PH, PW, S)
+    return dx
 
 
-def _from_parts(dparts, shape, PH, PW, S):
-    """Gradients gathered per part (see _pool_parts) back in x's layout (N, C, H, W)."""
-    if not _overlapping(PH, PW, S) or S == 1:
-        return dparts[(0, 0)]
-    xp = array_module(dparts[(0, 0)])
-    dtype = dparts[(0, 0)].dtype
-    covered = S <= PH and S <= PW  # then the phases partition x: every entry is written
-    dx = xp.empty(shape, dtype=dtype) if covered else xp.zeros(shape, dtype=dtype)
+def _gradient_parts(dx, part_shapes, PH, PW, S):
+    """Where the backward pass gathers the gradients of one block's parts ({key: shape}): dx itself when
+    windows do not overlap (zeroed unless the windows tile x exactly, so that entries no
+    window reads get 0), else a zeroed array per stride phase."""
+    xp = array_module(dx)
+    if not _overlapping(PH, PW, S):
+        if not (S == PH and S == PW):
+            dx.fill(0)
+        return {(0, 0): dx}
+    return {key: xp.zeros(part_shape, dtype=dx.dtype) for key, part_shape in part_shapes.items()}
+
+
+def _from_parts(dparts, dx, PH, PW, S):
+    """Write gradients gathered per part (see _gradient_parts) into dx (N, C, H, W), in place."""
+    if not _overlapping(PH, PW, S):
+        return  # gathered in dx itself
+    if S == 1:
+        dx[...] = dparts[(0, 0)]
+        return
+    if not (S <= PH and S <= PW):  # the phases do not partition x: some entries get nothing
+        dx.fill(0)
     for (p, q), dphase in dparts.items():
         dx[:, :, p::S, q::S] = dphase
-    return dx
 
 
 def avg_pool_forward_fast(x, pool_param):
     """Average pooling, same meaning as layers.avg_pool_forward_naive: the sum of the PH*PW
-    window entries (read as in max_pool_forward_fast), divided by PH*PW.
-    Extra memory: the output, plus the stride phases of x while running when windows overlap.
+    window entries (read as in max_pool_forward_fast, block by block), divided by PH*PW.
+    Extra memory: the output, plus the stride phases of one block while running when
+    windows overlap.
     cache = (x.shape, pool_param): the backward pass needs nothing else."""
     layer = "avg_pool_forward_fast"
     PH, PW, S, Hout, Wout = _pool_params(layer, x, pool_param)
-    parts = _pool_parts(x, PH, PW, S)
-    (key, rows, cols), *rest = _pool_entries(PH, PW, S, Hout, Wout)
-    out = parts[key][:, :, rows, cols].copy()
-    for key, rows, cols in rest:
-        out += parts[key][:, :, rows, cols]
+    xp = array_module(x)
+    N, C = x.shape[:2]
+    (key0, rows0, cols0), *rest = _pool_entries(PH, PW, S, Hout, Wout)
+    out = xp.empty((N, C, Hout, Wout), dtype=x.dtype)
+    for n0, n1 in _pool_blocks(x.shape, x.itemsize, is_cupy_array(x)):
+        parts = _pool_parts(x[n0:n1], PH, PW, S)
+        out_block = out[n0:n1]
+        out_block[...] = parts[key0][:, :, rows0, cols0]
+        for key, rows, cols in rest:
+            out_block += parts[key][:, :, rows, cols]
     out *= 1.0 / (PH * PW)
     return out, (x.shape, pool_param)
 
 
 def avg_pool_backward_fast(dout, cache):
     """Backward of avg_pool_forward_fast: every entry of a window gets dout / (PH * PW),
-    summed over the windows it belongs to (per stride phase when windows overlap).
-    Returns dx (N, C, H, W)."""
+    summed over the windows it belongs to (per stride phase when windows overlap), block by
+    block of the batch. Returns dx (N, C, H, W)."""
     shape, pool_param = cache
     layer = "avg_pool_backward_fast"
     N, C, H, W = shape
@@ -458,18 +540,19 @@ def avg_pool_backward_fast(dout, cache):
     _require_shape(layer, "dout", dout, (N, C, Hout, Wout), "the shape of the output")
     xp = array_module(dout)
     share = dout * (1.0 / (PH * PW))
+    entries = _pool_entries(PH, PW, S, Hout, Wout)
     overlapping = _overlapping(PH, PW, S)
-    if overlapping:
-        # the stride phases _phases would make: phase (p, q) holds x[:, :, p::S, q::S]
-        dparts = {(p, q): xp.zeros((N, C, len(range(p, H, S)), len(range(q, W, S))),
-                                   dtype=dout.dtype)
-                  for p in range(min(S, PH)) for q in range(min(S, PW))}
-    else:
-        exact = S == PH and S == PW
-        dparts = {(0, 0): (xp.empty if exact else xp.zeros)(shape, dtype=dout.dtype)}
-    for key, rows, cols in _pool_entries(PH, PW, S, Hout, Wout):
-        if overlapping:
-            dparts[key][:, :, rows, cols] += share
-        else:
-            dparts[key][:, :, rows, cols] = share
-    return _from_parts(dparts, shape, PH, PW, S)
+    dx = xp.empty(shape, dtype=dout.dtype)
+    for n0, n1 in _pool_blocks(shape, dout.itemsize, is_cupy_array(dout)):
+        # the phase shapes _phases would make for this block: phase (p, q) is x[:, :, p::S, q::S]
+        phase_shapes = {(p, q): (n1 - n0, C, len(range(p, H, S)), len(range(q, W, S)))
+                        for p in range(min(S, PH)) for q in range(min(S, PW))}
+        dparts = _gradient_parts(dx[n0:n1], phase_shapes, PH, PW, S)
+        share_block = share[n0:n1]
+        for key, rows, cols in entries:
+            if overlapping:
+                dparts[key][:, :, rows, cols] += share_block
+            else:
+                dparts[key][:, :, rows, cols] = share_block
+        _from_parts(dparts, dx[n0:n1], PH, PW, S)
+    return dx

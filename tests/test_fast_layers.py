@@ -70,6 +70,51 @@ def test_conv_fast_chunked_im2col_agrees_with_naive(budget):
     compare(L.conv_backward_naive(dout, cache_n), FL.conv_backward_fast(dout, cache_f))
 
 
+# (x shape, w shape, pad): stride-1 layers whose dx is computed as a full correlation
+FULL_CORRELATION_CASES = [
+    ((2, 4, 6, 6), (4, 4, 3, 3), 1),   # the usual "same" 3x3 layer
+    ((2, 5, 7, 6), (2, 5, 3, 3), 0),   # no padding, F < C
+    ((1, 3, 5, 5), (2, 3, 3, 3), 2),   # P = HH - 1: the dout padding is zero
+    ((2, 6, 7, 7), (4, 6, 5, 5), 2),
+]
+
+
+@pytest.mark.parametrize("case", FULL_CORRELATION_CASES, ids=str)
+@pytest.mark.parametrize("budget", [None, 1])
+def test_conv_fast_dx_by_full_correlation_agrees_with_naive(case, budget, monkeypatch):
+    xs, ws, P = case
+    calls = []
+    real = FL._dx_by_full_correlation
+    monkeypatch.setattr(FL, "_dx_by_full_correlation",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    r = np.random.default_rng(3)
+    x, w, b = r.standard_normal(xs), r.standard_normal(ws), r.standard_normal(ws[0])
+    param = {"stride": 1, "pad": P}
+    out_n, cache_n = L.conv_forward_naive(x, w, b, param)
+    fast_param = param if budget is None else {**param, "max_im2col_bytes": budget}
+    out_f, cache_f = FL.conv_forward_fast(x, w, b, fast_param)
+    dout = r.standard_normal(out_n.shape)
+    compare(L.conv_backward_naive(dout, cache_n), FL.conv_backward_fast(dout, cache_f))
+    assert calls == [1] * (1 if budget is None else xs[0])  # the path under test was taken
+
+
+def test_conv_fast_keeps_col2im_when_dout_columns_would_be_larger(monkeypatch):
+    """Few input channels and many filters (a first layer): im2col of dout would be F/C times
+    larger than x's columns, so the backward pass scatters with col2im instead."""
+    r = np.random.default_rng(4)
+    x, w, b = r.standard_normal((2, 1, 6, 6)), r.standard_normal((5, 1, 3, 3)), np.zeros(5)
+    _, cache = FL.conv_forward_fast(x, w, b, {"stride": 1, "pad": 1})
+    calls = []
+    real = FL._dx_by_full_correlation
+    monkeypatch.setattr(FL, "_dx_by_full_correlation",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    dx_fast = FL.conv_backward_fast(np.ones((2, 5, 6, 6)), cache)[0]
+    assert calls == []
+    dx_naive = L.conv_backward_naive(np.ones((2, 5, 6, 6)),
+                                     L.conv_forward_naive(x, w, b, {"stride": 1, "pad": 1})[1])[0]
+    compare([dx_naive], [dx_fast])
+
+
 def test_im2col_budget_defaults_to_512_mib_and_chunks_follow_it():
     assert FL.IM2COL_BUDGET_BYTES == 512 * 2**20
     assert FL._batch_chunks(10, 100, {}) == [(0, 10)]
@@ -224,6 +269,33 @@ def test_pool_fast_agrees_with_naive(case, kind):
     compare([out_n], [out_f])
     dout = np.random.default_rng(9).standard_normal(out_n.shape)
     compare([naive_b(dout, cache_n)], [fast_b(dout, cache_f)])
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
+@pytest.mark.parametrize("kind", ["max", "avg"])
+def test_pool_fast_in_batch_blocks_agrees_with_naive(case, kind, monkeypatch):
+    """A budget of one image per block (and of two) splits the batch; the results, ties
+    included (x is rounded so windows tie), must not change."""
+    shape, PH, PW, S = case
+    shape = (5,) + shape[1:]
+    naive_f, naive_b, fast_f, fast_b = {
+        "max": (L.max_pool_forward_naive, L.max_pool_backward_naive,
+                FL.max_pool_forward_fast, FL.max_pool_backward_fast),
+        "avg": (L.avg_pool_forward_naive, L.avg_pool_backward_naive,
+                FL.avg_pool_forward_fast, FL.avg_pool_backward_fast),
+    }[kind]
+    x = np.round(np.random.default_rng(12).standard_normal(shape))  # few values: many ties
+    param = {"pool_height": PH, "pool_width": PW, "stride": S}
+    out_n, cache_n = naive_f(x, param)
+    dout = np.random.default_rng(13).standard_normal(out_n.shape)
+    dx_n = naive_b(dout, cache_n)
+    per_image = x[0].nbytes
+    for images_per_block in (1, 2):
+        monkeypatch.setattr(FL, "POOL_BLOCK_BYTES", images_per_block * per_image)
+        assert len(FL._pool_blocks(x.shape, x.itemsize, False)) == -(-5 // images_per_block)
+        out_f, cache_f = fast_f(x, param)
+        compare([out_n], [out_f])
+        compare([dx_n], [fast_b(dout, cache_f)])
 
 
 @pytest.mark.parametrize("size,stride", [(2, 2), (3, 2)])
