@@ -21,7 +21,7 @@ def test_bench_conv_prints_speed_and_memory_tables():
     out = run("bench_conv.py", "--repeat", "1", "--dtypes", "float32")
     assert "GEMM peak (float32" in out
     rows = [line for line in out.splitlines() if line.startswith(("conv (", "max pool", "avg pool"))]
-    assert len(rows) == 3 + 3 + 3  # conv and pool cases, then the conv memory table
+    assert len(rows) == 5 + 3 + 5  # conv and pool cases, then the conv memory table
     assert "peak@8MiB" in out
 
 
