@@ -20,6 +20,8 @@ The three tricks
    entries pools any window and stride without materialising anything. Overlapping windows
    (3x3 stride 2) read each input several times, so the input is first split into its
    stride phases x[:, :, p::S, q::S] (one strided pass), after which every read is contiguous.
+   On the CPU the batch is pooled in blocks of about POOL_BLOCK_BYTES, so that the PH*PW
+   passes over a block hit the processor's cache instead of main memory.
 
 Memory
 ------
