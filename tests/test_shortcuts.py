@@ -57,3 +57,30 @@ def test_a_parameter_or_local_shadows_a_tainted_global():
     ]
     for source in flagged:
         assert shortcut_reason(source, tainted) is not None, source
+
+
+def test_a_notebook_can_add_its_own_reference_modules():
+    """training_craft asks students to write schedules and augmentations, so there (and only
+    there) importing course_utils.schedules / course_utils.augment is a shortcut."""
+    from course_utils.grading.shortcuts import reference_modules
+
+    cell = "from course_utils.schedules import step_decay\n"
+    assert shortcut_reason(cell, set(), reference=reference_modules("training_craft"))
+    assert shortcut_reason(cell, set(), reference=reference_modules("fully_connected_nets")) is None
+    assert shortcut_reason("import course_utils.augment as A\n", set(),
+                           reference=reference_modules("training_craft"))
+
+
+def test_the_guard_uses_the_graded_notebooks_own_reference_modules():
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from course_utils.grading.shortcuts import ShortcutGuard
+
+    def notebook():
+        solution = new_code_cell("def flip(X):\n    return A.random_flip(X)\n")
+        solution.metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": "flip"}
+        return new_notebook(cells=[new_code_cell("import course_utils.augment as A"), solution])
+
+    for name, stubbed in (("training_craft", True), ("convolutional_networks", False)):
+        nb, _ = ShortcutGuard().preprocess(notebook(), {"nbgrader": {"notebook": name}})
+        assert ("ShortcutError" in nb.cells[1].source) == stubbed, name

@@ -25,38 +25,49 @@ REFERENCE_MODULES = (
     "course_utils.models", "course_utils.classifiers", "course_utils.features",
     "course_utils.metrics",
 )
+# Modules most notebooks may use freely, but that one notebook asks students to write
+# (keyed by notebook name): there they count as reference code too.
+NOTEBOOK_REFERENCE_MODULES = {
+    "training_craft": ("course_utils.augment", "course_utils.schedules"),
+}
 # Builtins and attributes that can reach a module without an import statement.
 DYNAMIC_NAMES = {"__import__", "importlib", "exec", "eval", "compile", "globals", "vars",
                  "getattr", "__builtins__"}
 DYNAMIC_ATTRIBUTES = {"import_module", "modules", "__dict__", "__globals__"}
 
 
-def _is_reference(module: str, allowed: tuple[str, ...]) -> bool:
+def _is_reference(module: str, allowed: tuple[str, ...], reference=REFERENCE_MODULES) -> bool:
     if any(module == a or module.startswith(a + ".") for a in allowed):
         return False
     if module == "course_utils":
         return True  # `import course_utils` reaches everything through attributes
-    return any(module == m or module.startswith(m + ".") for m in REFERENCE_MODULES)
+    return any(module == m or module.startswith(m + ".") for m in reference)
+
+
+def reference_modules(notebook: str) -> tuple[str, ...]:
+    """The reference modules for one notebook: the course-wide ones plus its own."""
+    return REFERENCE_MODULES + NOTEBOOK_REFERENCE_MODULES.get(notebook, ())
 
 
 class _Tainted(ast.NodeVisitor):
     """Names bound, anywhere in the notebook, to something that reaches a reference module."""
 
-    def __init__(self, allowed):
+    def __init__(self, allowed, reference=REFERENCE_MODULES):
         self.allowed = allowed
+        self.reference = reference
         self.names: set[str] = set()
 
     def visit_Import(self, node):
         for alias in node.names:
-            if _is_reference(alias.name, self.allowed) or alias.name.startswith("course_utils"):
-                if _is_reference(alias.name, self.allowed):
-                    self.names.add((alias.asname or alias.name).split(".")[0])
+            if _is_reference(alias.name, self.allowed, self.reference):
+                self.names.add((alias.asname or alias.name).split(".")[0])
 
     def visit_ImportFrom(self, node):
         module = node.module or ""
         for alias in node.names:
             full = f"{module}.{alias.name}"
-            if _is_reference(module, self.allowed) or _is_reference(full, self.allowed):
+            if (_is_reference(module, self.allowed, self.reference)
+                    or _is_reference(full, self.allowed, self.reference)):
                 self.names.add(alias.asname or alias.name)
 
     def visit_Assign(self, node):
@@ -150,8 +161,10 @@ def _global_reads(tree) -> list[str]:
     return found
 
 
-def shortcut_reason(cell_source: str, tainted: set[str], allowed=()) -> str | None:
-    """Why this solution cell is not the student's own work, or None if it looks fine."""
+def shortcut_reason(cell_source: str, tainted: set[str], allowed=(),
+                    reference=REFERENCE_MODULES) -> str | None:
+    """Why this solution cell is not the student's own work, or None if it looks fine.
+    `reference`: the reference modules (see reference_modules for one notebook's)."""
     try:
         tree = ast.parse(cell_source)
     except SyntaxError:
@@ -159,12 +172,12 @@ def shortcut_reason(cell_source: str, tainted: set[str], allowed=()) -> str | No
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if _is_reference(alias.name, allowed):
+                if _is_reference(alias.name, allowed, reference):
                     return f"imports {alias.name}, which holds the course's reference code"
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
-            if _is_reference(module, allowed) or any(
-                    _is_reference(f"{module}.{a.name}", allowed) for a in node.names):
+            if _is_reference(module, allowed, reference) or any(
+                    _is_reference(f"{module}.{a.name}", allowed, reference) for a in node.names):
                 return f"imports from {module}, which holds the course's reference code"
         elif (isinstance(node, ast.Name) and node.id in DYNAMIC_NAMES
               or isinstance(node, ast.Attribute) and node.attr in DYNAMIC_ATTRIBUTES):
@@ -209,8 +222,9 @@ class ShortcutGuard(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         allowed = tuple(self.allowed_modules)
+        reference = reference_modules(resources.get("nbgrader", {}).get("notebook", ""))
         code = [c for c in nb.cells if c.cell_type == "code"]
-        tainted = _Tainted(allowed)
+        tainted = _Tainted(allowed, reference)
         for cell in code:
             try:
                 tainted.visit(ast.parse(cell.source))
@@ -221,7 +235,7 @@ class ShortcutGuard(NbGraderPreprocessor):
             meta = cell.metadata.get("nbgrader", {})
             if not meta.get("solution") or meta.get("grade"):
                 continue
-            reason = shortcut_reason(cell.source, tainted.names, allowed)
+            reason = shortcut_reason(cell.source, tainted.names, allowed, reference)
             if reason:
                 found.append(f"{meta.get('grade_id', '?')}: {reason}")
                 cell.source = _stub_cell(cell.source, reason)
