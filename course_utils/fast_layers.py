@@ -473,18 +473,24 @@ def max_pool_backward_fast(dout, cache):
             if k < len(entries) - 1:
                 xp.logical_or(served, match, out=served)
             xp.multiply(match, dout_block, out=grad)
-            if overlapping:
-                dparts[key][:, :, rows, cols] += grad
-            else:
-                dparts[key][:, :, rows, cols] = grad
+            _deposit(dparts[key], rows, cols, grad, overlapping)
         _from_parts(dparts, dx[n0:n1], PH, PW, S)
     return dx
 
 
+def _deposit(part, rows, cols, grad, overlapping):
+    """Put one window entry's gradients into its part: added when windows overlap (an input
+    may be in several windows), written otherwise (each input is in at most one)."""
+    if overlapping:
+        part[:, :, rows, cols] += grad
+    else:
+        part[:, :, rows, cols] = grad
+
+
 def _gradient_parts(dx, part_shapes, PH, PW, S):
-    """Where the backward pass gathers the gradients of one block's parts ({key: shape}): dx itself when
-    windows do not overlap (zeroed unless the windows tile x exactly, so that entries no
-    window reads get 0), else a zeroed array per stride phase."""
+    """Where the backward pass gathers the gradients of one block's parts ({key: shape}):
+    dx itself when windows do not overlap (zeroed unless the windows tile x exactly, so
+    that entries no window reads get 0), else a zeroed array per stride phase."""
     xp = array_module(dx)
     if not _overlapping(PH, PW, S):
         if not (S == PH and S == PW):
@@ -552,9 +558,6 @@ def avg_pool_backward_fast(dout, cache):
         dparts = _gradient_parts(dx[n0:n1], phase_shapes, PH, PW, S)
         share_block = share[n0:n1]
         for key, rows, cols in entries:
-            if overlapping:
-                dparts[key][:, :, rows, cols] += share_block
-            else:
-                dparts[key][:, :, rows, cols] = share_block
+            _deposit(dparts[key], rows, cols, share_block, overlapping)
         _from_parts(dparts, dx[n0:n1], PH, PW, S)
     return dx

@@ -247,6 +247,14 @@ POOL_CASES = [  # (x shape, pool height, pool width, stride)
 ]
 
 
+POOL_FUNCTIONS = {  # kind -> naive forward, naive backward, fast forward, fast backward
+    "max": (L.max_pool_forward_naive, L.max_pool_backward_naive,
+            FL.max_pool_forward_fast, FL.max_pool_backward_fast),
+    "avg": (L.avg_pool_forward_naive, L.avg_pool_backward_naive,
+            FL.avg_pool_forward_fast, FL.avg_pool_backward_fast),
+}
+
+
 def distinct(shape, seed):
     n = int(np.prod(shape))
     return np.random.default_rng(seed).permutation(np.linspace(-2, 2, n)).reshape(shape)
@@ -256,12 +264,7 @@ def distinct(shape, seed):
 @pytest.mark.parametrize("kind", ["max", "avg"])
 def test_pool_fast_agrees_with_naive(case, kind):
     shape, PH, PW, S = case
-    naive_f, naive_b, fast_f, fast_b = {
-        "max": (L.max_pool_forward_naive, L.max_pool_backward_naive,
-                FL.max_pool_forward_fast, FL.max_pool_backward_fast),
-        "avg": (L.avg_pool_forward_naive, L.avg_pool_backward_naive,
-                FL.avg_pool_forward_fast, FL.avg_pool_backward_fast),
-    }[kind]
+    naive_f, naive_b, fast_f, fast_b = POOL_FUNCTIONS[kind]
     x = distinct(shape, seed=8)
     param = {"pool_height": PH, "pool_width": PW, "stride": S}
     out_n, cache_n = naive_f(x, param)
@@ -278,12 +281,7 @@ def test_pool_fast_in_batch_blocks_agrees_with_naive(case, kind, monkeypatch):
     included (x is rounded so windows tie), must not change."""
     shape, PH, PW, S = case
     shape = (5,) + shape[1:]
-    naive_f, naive_b, fast_f, fast_b = {
-        "max": (L.max_pool_forward_naive, L.max_pool_backward_naive,
-                FL.max_pool_forward_fast, FL.max_pool_backward_fast),
-        "avg": (L.avg_pool_forward_naive, L.avg_pool_backward_naive,
-                FL.avg_pool_forward_fast, FL.avg_pool_backward_fast),
-    }[kind]
+    naive_f, naive_b, fast_f, fast_b = POOL_FUNCTIONS[kind]
     x = np.round(np.random.default_rng(12).standard_normal(shape))  # few values: many ties
     param = {"pool_height": PH, "pool_width": PW, "stride": S}
     out_n, cache_n = naive_f(x, param)
