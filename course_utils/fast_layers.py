@@ -31,6 +31,8 @@ batch is processed in chunks of images that fit (one image at a time at the leas
 """
 from __future__ import annotations
 
+import math
+
 from .backend import array_module, is_cupy_array
 from .layers import (
     _check_conv,
@@ -405,10 +407,7 @@ def _pool_blocks(x_shape, itemsize, on_gpu):
     N = x_shape[0]
     if on_gpu:
         return [(0, N)]
-    per_image = itemsize
-    for size in x_shape[1:]:
-        per_image *= size
-    per_block = max(1, POOL_BLOCK_BYTES // max(1, per_image))
+    per_block = max(1, POOL_BLOCK_BYTES // max(1, math.prod(x_shape[1:]) * itemsize))
     return [(n0, min(N, n0 + per_block)) for n0 in range(0, N, per_block)]
 
 
