@@ -12,8 +12,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from course_utils.grading.course import Course
-from course_utils.grading.examples import write_examples
+from course_grader.course import Course
+from course_grader.examples import write_examples
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = sorted((REPO / "solutions").glob("*/*.ipynb"))

@@ -2,7 +2,7 @@
 notebooks; this pins down which imports count as the course's reference code)."""
 import pytest
 
-from course_utils.grading.shortcuts import shortcut_reason
+from course_grader.shortcuts import shortcut_reason
 
 
 @pytest.mark.parametrize("source", [
@@ -62,7 +62,7 @@ def test_a_parameter_or_local_shadows_a_tainted_global():
 def test_a_notebook_can_add_its_own_reference_modules():
     """training_craft asks students to write schedules and augmentations, so there (and only
     there) importing course_utils.schedules / course_utils.augment is a shortcut."""
-    from course_utils.grading.shortcuts import reference_modules
+    from course_grader.shortcuts import reference_modules
 
     cell = "from course_utils.schedules import step_decay\n"
     assert shortcut_reason(cell, set(), reference=reference_modules("training_craft"))
@@ -74,7 +74,7 @@ def test_a_notebook_can_add_its_own_reference_modules():
 def test_the_guard_uses_the_graded_notebooks_own_reference_modules():
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from course_utils.grading.shortcuts import ShortcutGuard
+    from course_grader.shortcuts import ShortcutGuard
 
     def notebook():
         solution = new_code_cell("def flip(X):\n    return A.random_flip(X)\n")

@@ -58,17 +58,28 @@ def plant(nb, bug):
     raise ValueError(f"planted bug names cell {bug['cell']!r}, which the notebook lacks")
 
 
-def write_examples(course, out: Path, assignments=None) -> dict[str, dict]:
+def write_examples(course, out: Path, assignments=None, bugs_per_assignment=None,
+                   notebooks=None) -> dict[str, dict]:
     """Write the example submissions in nbgrader's layout; returns what each should score.
 
-    The returned dict maps student id -> {"notebook": ..., "assignment": ..., "breaks": [...]},
-    where "breaks" lists the test cells that must fail (None: every test cell must fail).
+    The returned dict maps student id -> {"<assignment>/<notebook>": breaks}, where "breaks"
+    lists the test cells that must fail (None: every test cell must fail).
+    bugs_per_assignment=k keeps k planted bugs per assignment (one each from its first k
+    notebooks that have any): the demo's representative sample. None keeps them all.
+    notebooks: only these notebook names (default: all).
     """
     out = Path(out)
     bugs = planted_bugs(course.solutions)
     expect = {}
     for a in assignments or course.assignments():
-        for src_path in sorted((course.solutions / a).glob("*.ipynb")):
+        sources = [p for p in sorted((course.solutions / a).glob("*.ipynb"))
+                   if notebooks is None or p.stem in notebooks]
+        if bugs_per_assignment is not None:
+            with_bugs = [p.stem for p in sources if bugs.get(f"{a}/{p.stem}")]
+            keep = set(with_bugs[:bugs_per_assignment])
+            bugs = {k: (v[:1] if k.split("/")[1] in keep else [])
+                    if k.startswith(a + "/") else v for k, v in bugs.items()}
+        for src_path in sources:
             name = src_path.stem
             release_path = course.root / "release" / a / f"{name}.ipynb"
             source_nb = nbformat.read(src_path, as_version=4)

@@ -1,22 +1,29 @@
-"""`course`: the instructor's command line (also `python -m course_utils.grading`)."""
+"""`course`: the instructor's command line (also `python -m course_grader`)."""
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from .course import REPO, Course
+from .course import NOT_SUBMITTED, REPO, Course
+from .job import Limits
 
 
 def _course(args) -> Course:
+    isolation = "none" if getattr(args, "no_isolation", False) else args.isolation
+    limits = Limits(cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
+                    memory_mb=args.memory_mb, isolation=isolation, fast=not args.full_size,
+                    data_dir=str(args.data_dir or ""))
     return Course(solutions=args.solutions, build=args.build, release_dir=args.release_dir,
-                  cell_timeout=args.cell_timeout, notebook_timeout=args.notebook_timeout,
-                  memory_limit_mb=args.memory_mb, fast=not args.full_size)
+                  limits=limits)
 
 
-NOT_SUBMITTED = "notebook missing from the submission"
+def _short(text: str, width: int = 160) -> str:
+    """One line, cut at a word boundary (never mid-word)."""
+    return textwrap.shorten(" ".join(text.split()), width=width, placeholder=" ...")
 
 
 def print_table(rows, out=sys.stdout):
@@ -30,18 +37,14 @@ def print_table(rows, out=sys.stdout):
             t[0] += r.score or 0.0
             t[1] += r.max_score
         if r.status in ("failed", "not graded") and r.reason:
-            t[3].add(f"{r.cell}: {r.reason}")
-            if r.reason.startswith(NOT_SUBMITTED):
-                t[3].add(NOT_SUBMITTED)
+            t[3].add(r.reason if r.cell.startswith("(") else f"{r.cell}: {r.reason}")
     width = max([len(s) for s, _ in totals] + [7])
     print(f"{'student':<{width}}  {'notebook':<34} {'auto score':>11}  manual", file=out)
     for (student, nb), (score, best, manual, reasons) in sorted(totals.items()):
         pending = f"{manual:g} point(s) to grade by hand" if manual else ""
         print(f"{student:<{width}}  {nb:<34} {score:>5g} / {best:<4g}  {pending}", file=out)
-        if NOT_SUBMITTED in reasons:  # one line instead of one per cell
-            reasons = {NOT_SUBMITTED}
         for reason in sorted(reasons)[:6]:
-            print(f"{'':<{width}}    - {reason[:150]}", file=out)
+            print(f"{'':<{width}}    - {_short(reason)}", file=out)
 
 
 def cmd_release(args):
@@ -50,16 +53,31 @@ def cmd_release(args):
     print(f"Released {', '.join(done)} into {course.release_dir}")
 
 
-def cmd_autograde(args):
-    course = _course(args)
-    run = course.autograde(args.folder, args.assignment)
-    rows = course.grade_rows(run)
-    csv_path = course.write_grades_csv(args.csv or course.root / "grades.csv", rows)
+def _report_batch(course, batch, csv=None):
+    rows = course.grade_rows(batch)
+    csv_path = course.write_grades_csv(csv or course.root / "grades.csv", rows)
     print_table(rows)
     print(f"\nGrades CSV: {csv_path}")
-    if run.seconds:
-        times = sorted(run.seconds.values())
-        print(f"Seconds per submission: median {times[len(times) // 2]:.1f}, max {times[-1]:.1f}")
+    if batch.graded:
+        times = sorted(batch.graded.values())
+        print(f"Seconds per submission: median {times[len(times) // 2]:.1f}, "
+              f"max {times[-1]:.1f} ({batch.jobs or 'no'} job(s) at a time, "
+              f"{batch.isolation} sandbox; {batch.reused} from the journal)")
+    return rows
+
+
+def cmd_autograde(args):
+    course = _course(args)
+    try:
+        batch = course.autograde(args.folder, args.assignment, jobs=args.jobs,
+                                 scheduler=args.scheduler, resume=args.resume)
+    except KeyboardInterrupt:
+        print("\nInterrupted. Every result that arrived is saved in "
+              f"{course.root / 'journal'}; run the same command with --resume to grade "
+              "only what is left.", file=sys.stderr)
+        return 130
+    _report_batch(course, batch, args.csv)
+    return 0
 
 
 def cmd_feedback(args):
@@ -76,25 +94,18 @@ def cmd_grades(args):
 
 
 def cmd_check(args):
-    """Run a notebook's visible tests the way a student would before submitting."""
-    from nbgrader.validator import Validator
+    """Run a notebook's visible tests the way the grader will (sandbox, COURSE_FAST)."""
+    from .check import check_notebook
 
-    validator = Validator()
-    validator.timeout = args.cell_timeout
-    result = validator.validate(str(args.notebook))
-    failed = result.get("failed", []) + result.get("changed", [])
-    passed = not failed and not result.get("type_changed")
-    for item in result.get("failed", []):
-        print("FAILED:", (item.get("error") or item.get("raw_error") or "")[:400])
-    for item in result.get("changed", []):
-        print("CHANGED locked cell:", item.get("source", "")[:120])
-    print("All visible tests passed." if passed else
-          "Some visible tests failed (hidden tests will also run when it is graded).")
-    return 0 if passed else 1
+    report = check_notebook(args.notebook, _course(args).limits)
+    for line in report.lines:
+        print(line)
+    return 0 if report.passed else 1
 
 
 def cmd_demo(args):
     """The main job: release, grade the example submissions, feedback, grade table."""
+    from .batch import run_batch
     from .examples import scoring_problems, write_examples
 
     course = _course(args)
@@ -102,16 +113,23 @@ def cmd_demo(args):
     released = course.release(args.assignment and [args.assignment])
     print(f"1/4 Released {', '.join(released)} into {course.release_dir}")
     examples = course.root.parent / "example_submissions"
-    expected = write_examples(course, examples, released)
-    print(f"2/4 Wrote example submissions (perfect, untouched, planted bugs) to {examples}")
-    run = course.autograde(examples)
-    print("3/4 Autograded them with nbgrader")
-    feedback = course.feedback()
-    rows = course.grade_rows(run)
+    import shutil
+
+    shutil.rmtree(examples, ignore_errors=True)
+    expected = write_examples(course, examples, released,
+                              bugs_per_assignment=None if args.all else 2)
+    which = "every example" if args.all else "a sample: perfect and untouched of every " \
+        "notebook, two planted bugs per assignment; --all for every example"
+    print(f"2/4 Wrote {len(expected)} example submissions ({which}) to {examples}")
+    batch = run_batch(course, examples, jobs=args.jobs, scheduler=args.scheduler,
+                      trusted=True)
+    print(f"3/4 Autograded them with nbgrader, {batch.jobs} job(s) at a time "
+          f"({batch.isolation} sandbox)")
+    feedback = course.feedback() if batch.graded else []
+    rows = course.grade_rows(batch)
     csv_path = course.write_grades_csv(course.root / "grades.csv", rows)
     print(f"4/4 Feedback HTML for {len(feedback)} notebook(s) under {course.root / 'feedback'}\n")
-    # Each example holds only the notebook it is about: show those rows.
-    print_table([r for r in rows if f"{r.assignment}/{r.notebook}" in expected.get(r.student, {})])
+    print_table(rows)
     problems = scoring_problems(rows, expected)
     for line in problems:
         print("UNEXPECTED:", line)
@@ -139,6 +157,11 @@ def main(argv=None):
     parser.add_argument("--notebook-timeout", type=int, default=900,
                         help="seconds per notebook, all cells together")
     parser.add_argument("--memory-mb", type=int, default=6144, help="kernel memory limit")
+    parser.add_argument("--isolation", default="auto", choices=("auto", "bwrap", "unshare"),
+                        help="the sandbox for student code (auto: bwrap, else unshare)")
+    parser.add_argument("--data-dir", type=Path,
+                        help="folder with cifar-10-batches-py / coco_captioning, shown "
+                             "read-only to graded kernels")
     parser.add_argument("--full-size", action="store_true",
                         help="grade with the notebooks' full data sizes and iteration counts "
                              "(default: COURSE_FAST=1, which the graded tests do not depend on)")
@@ -150,6 +173,13 @@ def main(argv=None):
     p.add_argument("folder", type=Path)
     p.add_argument("--assignment", help="only this assignment (needed for ambiguous flat names)")
     p.add_argument("--csv", type=Path)
+    p.add_argument("--jobs", type=int, help="submissions graded at once (default: cores, "
+                                            "capped by memory / --memory-mb)")
+    p.add_argument("--scheduler", help="a running Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--resume", action="store_true",
+                   help="keep results an interrupted run already saved; grade the rest")
+    p.add_argument("--no-isolation", action="store_true",
+                   help="run student code without a sandbox (trusted submissions only)")
     p.set_defaults(func=cmd_autograde)
     p = sub.add_parser("feedback", help="feedback HTML, hidden tests stripped")
     p.add_argument("--assignment")
@@ -162,10 +192,16 @@ def main(argv=None):
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("demo", help="release, grade the example submissions, print grades")
     p.add_argument("--assignment")
+    p.add_argument("--all", action="store_true",
+                   help="every example (each planted bug), not the representative sample")
+    p.add_argument("--jobs", type=int)
+    p.add_argument("--scheduler")
     p.set_defaults(func=cmd_demo)
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"course {args.command}: {exc}", file=sys.stderr)
         return 2
