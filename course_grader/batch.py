@@ -154,7 +154,11 @@ def run_batch(course, folder: Path, assignment=None, jobs=None, scheduler=None,
             say(f"Grading {len(todo)} submission(s) with {jobs} job(s) at a time "
                 f"({limits.isolation} sandbox)" + (f"; {batch.reused} taken from the journal"
                                                    if batch.reused else ""))
-            for result in _run_on_dask(todo, templates, jobs, scheduler, progress, batch):
+            # Local jobs keep their throwaway folders under one folder of this course, so a
+            # batch that was killed (power loss) leaves nothing that the next run misses.
+            scratch = None if scheduler else job_scratch(course)
+            for result in _run_on_dask(todo, templates, jobs, scheduler, progress, batch,
+                                       scratch):
                 a, student = result["assignment"], result["student"]
                 result["fingerprint"] = fingerprints[a]
                 write_json_atomically(_journal_path(course.root, a, student), result)
@@ -170,7 +174,22 @@ def run_batch(course, folder: Path, assignment=None, jobs=None, scheduler=None,
     return batch
 
 
-def _run_on_dask(specs, templates, jobs, scheduler, progress, batch):
+def job_scratch(course) -> Path:
+    """An empty folder for this course's local jobs (short: Unix socket paths are short)."""
+    import shutil
+    import tempfile
+
+    from .sandbox import sweep_cgroups
+
+    tag = hashlib.sha256(str(course.root).encode()).hexdigest()[:8]
+    folder = Path(tempfile.gettempdir()) / f"course-jobs-{tag}"
+    sweep_cgroups(tag)  # what a killed batch of this course left
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _run_on_dask(specs, templates, jobs, scheduler, progress, batch, scratch=None):
     """Yield each job's result as it completes (the caller is the only writer)."""
     from dask.distributed import Client, LocalCluster, as_completed
     from tqdm.auto import tqdm
@@ -188,7 +207,9 @@ def _run_on_dask(specs, templates, jobs, scheduler, progress, batch):
                file=sys.stderr)
     try:
         shipped = {a: client.scatter(data, broadcast=True) for a, data in templates.items()}
-        futures = {client.submit(grade_submission, spec, shipped[spec.assignment], pure=False,
+        scratch_root = str(scratch) if scratch else None
+        futures = {client.submit(grade_submission, spec, shipped[spec.assignment],
+                                 scratch_root, pure=False,
                                  key=f"grade-{spec.assignment}-{spec.student}-"
                                      f"{spec.files_sha256[:12]}"): spec
                    for spec in specs}
@@ -209,3 +230,11 @@ def _run_on_dask(specs, templates, jobs, scheduler, progress, batch):
         client.close()
         if cluster is not None:
             cluster.close()
+        if scratch is not None:
+            import shutil
+
+            from .sandbox import sweep_cgroups
+            from .execute import batch_tag
+
+            sweep_cgroups(batch_tag(str(scratch)))
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -27,7 +27,7 @@ import nbformat
 from . import gradebook as gradebook_writer
 from . import incidents
 from .execute import make_learning_snapshot
-from .job import COURSE_ID, Limits, ensure_tools_on_path, grading_config
+from .job import Limits, ensure_tools_on_path, grading_config
 
 REPO = Path(__file__).resolve().parents[1]
 GRADER_VERDICTS = ("CellTimeoutError", "KernelDied", "NotebookTimeout", "ShortcutError")
@@ -209,12 +209,14 @@ class Course:
 
     # ---- autograde -------------------------------------------------------------------------
     def autograde(self, folder, assignment=None, jobs=None, scheduler=None, resume=False,
-                  progress=True):
-        """Grade every submission in `folder`: one sandboxed job each, on Dask (batch.py)."""
+                  progress=True, trusted=False):
+        """Grade every submission in `folder`: one sandboxed job each, on Dask (batch.py).
+        trusted: the course's own examples, graded without a sandbox where none works."""
         from .batch import run_batch
 
         return run_batch(self, Path(folder), assignment=assignment, jobs=jobs,
-                         scheduler=scheduler, resume=resume, progress=progress)
+                         scheduler=scheduler, resume=resume, progress=progress,
+                         trusted=trusted)
 
     # ---- feedback and grades ---------------------------------------------------------------
     def feedback(self, assignment=None) -> list[Path]:

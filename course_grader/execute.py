@@ -116,7 +116,8 @@ class SandboxedExecute(Execute):
                    for name in ("cifar-10-batches-py", "coco_captioning")
                    if self.data_dir and (Path(self.data_dir) / name).is_dir()]
         return Sandbox(method, workdir=work, rwdirs=[sockets], rodirs=[lib], robinds=robinds,
-                       disk_mb=self.disk_limit_mb, max_processes=self.max_processes)
+                       disk_mb=self.disk_limit_mb, max_processes=self.max_processes,
+                       group_tag=batch_tag(self.scratch_root))
 
     def _install_kernelspec(self, scratch: Path, sandbox: Sandbox, launcher: Path,
                             lib: Path) -> str:
@@ -249,6 +250,15 @@ class SandboxedExecute(Execute):
     def _mark(cell, ename, evalue):
         cell.setdefault("outputs", []).append(NotebookNode(
             output_type="error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]))
+
+
+def batch_tag(scratch_root: str) -> str:
+    """The tag of the batch folder (course-jobs-<tag>) a job runs in, also used to name its
+    cgroups so that the next batch can sweep what a killed one left."""
+    for part in Path(scratch_root).parts if scratch_root else ():
+        if part.startswith("course-jobs-"):
+            return part[len("course-jobs-"):]
+    return ""
 
 
 def _processes_of_user() -> int:

@@ -34,6 +34,7 @@ from pathlib import Path
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "passwd",
              "group", "nsswitch.conf", "fonts", "ssl", "mime.types", "alternatives")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+CGROUP_PREFIX = "course-grader-"
 HOW_TO_GET_ISOLATION = (
     "Student code must run isolated. On Debian/Ubuntu: `sudo apt-get install bubblewrap` "
     "(on Ubuntu 24.04 bubblewrap's AppArmor profile allows the user namespaces it needs); "
@@ -102,35 +103,39 @@ def _probe(argv: list[str]) -> str | None:
 _DETECTED: Isolation | None = None
 
 
+def why_not(method: str) -> str | None:
+    """None when `method` ('bwrap' or 'unshare') builds a working sandbox here, else why not."""
+    tools = ["bwrap"] if method == "bwrap" else ["unshare", "setpriv"]
+    missing = [t for t in tools if not shutil.which(t)]
+    if missing:
+        return f"{' and '.join(missing)} not installed"
+    scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"course-sandbox-probe-{uuid.uuid4().hex}"
+    scratch.mkdir(parents=True)
+    try:
+        sandbox = Sandbox(method, workdir=scratch / "w", rwdirs=[], rodirs=[])
+        error = _probe(sandbox.wrap([sys.executable, "-I", "-c", "print('sandboxed')"]))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return None if error is None else f"{tools[0]} failed: {error}"
+
+
 def detect(refresh: bool = False) -> Isolation:
     """Which sandbox works on this machine (tried for real, once per process)."""
     global _DETECTED
     if _DETECTED is not None and not refresh:
         return _DETECTED
-    why_not = []
     if not sys.platform.startswith("linux"):
-        why_not.append(f"{sys.platform} has no Linux namespaces")
-        _DETECTED = Isolation("none", why_not)
+        _DETECTED = Isolation("none", [f"{sys.platform} has no Linux namespaces"])
         return _DETECTED
     cap = "cgroup" if _pids_cgroup_root() else ("" if _is_root() else "rlimit")
-    check = [sys.executable, "-I", "-c", "print('sandboxed')"]
-    scratch = Path(os.environ.get("TMPDIR", "/tmp")) / f"course-sandbox-probe-{uuid.uuid4().hex}"
-    scratch.mkdir(parents=True)
-    try:
-        for method in ("bwrap", "unshare"):
-            tool = "bwrap" if method == "bwrap" else "unshare"
-            if not shutil.which(tool) or (method == "unshare" and not shutil.which("setpriv")):
-                why_not.append(f"{tool} is not installed")
-                continue
-            sandbox = Sandbox(method, workdir=scratch / "w", rwdirs=[], rodirs=[])
-            error = _probe(sandbox.wrap(check))
-            if error is None:
-                _DETECTED = Isolation(method, why_not, cap)
-                return _DETECTED
-            why_not.append(f"{tool} failed: {error}")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    _DETECTED = Isolation("none", why_not)
+    reasons = []
+    for method in ("bwrap", "unshare"):
+        reason = why_not(method)
+        if reason is None:
+            _DETECTED = Isolation(method, reasons, cap)
+            return _DETECTED
+        reasons.append(reason)
+    _DETECTED = Isolation("none", reasons)
     return _DETECTED
 
 
@@ -152,6 +157,7 @@ class Sandbox:
     disk_mb: int = 512
     max_processes: int = 256
     cgroup: Path | None = None
+    group_tag: str = ""  # names this batch's cgroups, so a later batch can sweep them
 
     # ---- the command -------------------------------------------------------------------
     def wrap(self, argv: list[str]) -> list[str]:
@@ -171,6 +177,8 @@ class Sandbox:
         return inner
 
     def _readonly_paths(self) -> list[str]:
+        """The system and Python paths, then this job's own folders (which may lie below
+        /tmp: they are mounted after the sandbox's /tmp)."""
         paths = [p for p in SYSTEM_DIRS if os.path.lexists(p)]
         paths += [f"/etc/{name}" for name in ETC_FILES if os.path.lexists(f"/etc/{name}")]
         return paths + _python_roots() + [str(p) for p in self.rodirs]
@@ -212,7 +220,8 @@ class Sandbox:
                 out.append(f"mount -o remount,bind,ro $R{shlex.quote(dst)}")
             return out
 
-        for path in self._readonly_paths():
+        system = self._readonly_paths()[:-len(self.rodirs) or None]
+        for path in system:
             if os.path.islink(path):
                 lines.append(f"ln -s {shlex.quote(os.readlink(path))} $R{shlex.quote(path)}")
             else:
@@ -223,6 +232,8 @@ class Sandbox:
                   "mount -t proc proc $R/proc",
                   f"mkdir -p $R{shlex.quote(str(self.workdir))}",
                   f"mount -t tmpfs -o {size} none $R{shlex.quote(str(self.workdir))}"]
+        for path in self.rodirs:
+            lines += bind(str(path), str(path), ro=True)
         for host, inside in self.robinds:
             lines += bind(str(host), str(inside), ro=True)
         for path in self.rwdirs:
@@ -243,7 +254,7 @@ class Sandbox:
         if found is None:
             return None
         base, version = found
-        group = base / f"course-grader-{uuid.uuid4().hex[:12]}"
+        group = base / f"{CGROUP_PREFIX}{self.group_tag}-{uuid.uuid4().hex[:12]}"
         try:
             group.mkdir()
             (group / "pids.max").write_text(str(self.max_processes))
@@ -255,23 +266,38 @@ class Sandbox:
     def remove_cgroup(self) -> None:
         """End whatever is left in the cgroup and remove it."""
         group, self.cgroup = self.cgroup, None
-        if group is None:
-            return
-        import signal
-        import time
+        if group is not None:
+            remove_cgroup(group)
 
-        for _ in range(50):
+
+def sweep_cgroups(tag: str) -> int:
+    """Remove the cgroups a killed batch with this tag left behind; returns how many."""
+    found = _pids_cgroup_root()
+    if found is None or not tag:
+        return 0
+    stale = list(found[0].glob(f"{CGROUP_PREFIX}{tag}-*"))
+    for group in stale:
+        remove_cgroup(group)
+    return len(stale)
+
+
+def remove_cgroup(group: Path) -> None:
+    """Kill what is left in a cgroup, then remove it."""
+    import signal
+    import time
+
+    for _ in range(50):
+        try:
+            pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
+        except OSError:
+            pids = []
+        for pid in pids:
             try:
-                pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
-            except OSError:
-                pids = []
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                group.rmdir()
-                return
-            except OSError:
-                time.sleep(0.1)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            group.rmdir()
+            return
+        except OSError:
+            time.sleep(0.1)
