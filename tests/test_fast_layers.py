@@ -33,7 +33,7 @@ def conv_cases(count, seed):
 
 
 def compare(a_list, b_list, tol=AGREE_TOL):
-    for a, b in zip(a_list, b_list):
+    for a, b in zip(a_list, b_list, strict=True):
         assert a.shape == b.shape
         assert rel_error(a, b) < tol, rel_error(a, b)
 

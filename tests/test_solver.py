@@ -153,7 +153,7 @@ def test_augment_sees_every_training_batch_and_never_the_accuracy_checks():
     solver.train()
     assert len(record.batches) == len(solver.loss_history) == 16
     assert all(b.shape == (20, 5) for b in record.batches)
-    assert all(np.array_equal(s, b + 1.0) for s, b in zip(seen, record.batches))
+    assert all(np.array_equal(s, b + 1.0) for s, b in zip(seen, record.batches, strict=True))
     with pytest.raises(ValueError, match="augment must be None or a function"):
         make_solver(augment="flip")
 
