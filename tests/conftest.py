@@ -14,11 +14,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+# What tests marked `shared` need: the CIFAR-10 JPEG pack and the tool that rebuilds the
+# official batches from it. This is the one place that decides whether they run.
+SHARED_PACK = SHARED / "datasets" / "cifar10-jpeg"
+SHARED_TOOL = SHARED / "tools" / "make_cifar10_batches.py"
+
+
 def pytest_collection_modifyitems(config, items):
-    shared_missing = not (SHARED / "datasets" / "cifar10-jpeg").is_dir()
+    shared_missing = not (SHARED_PACK.is_dir() and SHARED_TOOL.is_file())
     for item in items:
         if "shared" in item.keywords and shared_missing:
-            item.add_marker(pytest.mark.skip(reason="../shared (CIFAR-10 JPEG pack) is absent"))
+            item.add_marker(pytest.mark.skip(
+                reason=f"needs {SHARED_PACK} and {SHARED_TOOL} (the CIFAR-10 JPEG pack)"))
 
 
 @pytest.fixture

@@ -178,9 +178,7 @@ def test_a_pickle_that_is_not_a_dict_is_corrupted(tmp_path):
 # --------------------------------------------------------------------------------------
 # The full CIFAR-10, rebuilt from the shared JPEG pack (our machines only)
 # --------------------------------------------------------------------------------------
-@pytest.mark.shared
-@pytest.mark.skipif(not (SHARED / "datasets").is_dir(),
-                    reason="needs ../shared/datasets (the CIFAR-10 JPEG pack)")
+@pytest.mark.shared  # skipped by conftest.py unless the pack and the tool below are there
 def test_full_cifar10_from_the_shared_pack_has_the_official_splits(tmp_path):
     tool = SHARED / "tools" / "make_cifar10_batches.py"
     subprocess.run([sys.executable, str(tool), str(tmp_path)], check=True,
