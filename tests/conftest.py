@@ -1,4 +1,5 @@
-"""Shared pytest settings: markers that skip cleanly where their resources are absent."""
+"""Shared pytest settings: markers that skip cleanly where their resources are absent, and
+the cupy fixtures, which skip only where cupy or a GPU is absent (never on a broken install)."""
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ SHARED = REPO.parent / "shared"
 
 # Test modules import helpers that sit beside them (e.g. hostile_submissions.py).
 sys.path.insert(0, str(Path(__file__).parent))
+from gpu_probe import load_cupy, require_cupy_machine  # noqa: E402  (needs the path above)
+
 # Headless plotting for every test, the notebook runs included.
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -29,12 +32,19 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def cupy():
+    """The cupy module, for tests that move arrays to the GPU themselves. Skipped only without
+    cupy or without an NVIDIA GPU (a failure with COURSE_REQUIRE_GPU=1); a cupy that is
+    installed on a GPU machine but does not work makes the test error (see gpu_probe.py)."""
+    return load_cupy()
+
+
+@pytest.fixture
 def cupy_backend():
-    """Switch course_utils to cupy for one test (skipped without cupy and a GPU)."""
+    """Switch course_utils to cupy for one test; skipped or failed exactly like `cupy`."""
     from course_utils import backend
-    try:
-        cp = backend.use("cupy")
-    except backend.BackendUnavailableError as exc:
-        pytest.skip(str(exc))
+
+    require_cupy_machine()
+    cp = backend.use("cupy")  # on a machine that should run it, any error here is a failure
     yield cp
     backend.use("numpy")

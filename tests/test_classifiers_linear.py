@@ -227,15 +227,7 @@ def test_train_rejects_mismatched_shapes(X_shape, y_shape, message):
 
 
 # ------------------------------------------------------------------------ on a GPU
-@pytest.fixture
-def cupy():
-    cp = pytest.importorskip("cupy")
-    try:
-        if cp.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("cupy is installed but sees no GPU")
-    except Exception as exc:  # cupy raises several CUDA error types when there is no driver
-        pytest.skip(f"cupy is installed but no GPU is usable: {exc}")
-    return cp
+# (the `cupy` fixture is in conftest.py: it skips only without cupy or without a GPU)
 
 
 @pytest.mark.gpu
