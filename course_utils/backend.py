@@ -23,15 +23,27 @@ class BackendUnavailableError(RuntimeError):
     """Raised when cupy is asked for on a machine that cannot run it."""
 
 
+def _broken_cupy(exc):
+    return BackendUnavailableError(
+        f"The cupy backend was requested; cupy is installed but fails to import ({exc}). "
+        "Reinstall the cupy package that matches this machine's CUDA version, or use the "
+        "numpy backend: unset COURSE_UTILS_BACKEND or call course_utils.backend.use('numpy')."
+    )
+
+
 def _load_cupy():
     try:
         import cupy  # noqa: F401  (optional dependency)
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
+        if exc.name != "cupy":  # cupy is there, but something it imports is not
+            raise _broken_cupy(exc) from exc
         raise BackendUnavailableError(
             "The cupy backend was requested but cupy is not installed. Install the GPU extra "
             "(pip install -e '.[gpu]', which needs an NVIDIA GPU and CUDA), or use the numpy "
             "backend: unset COURSE_UTILS_BACKEND or call course_utils.backend.use('numpy')."
         ) from exc
+    except ImportError as exc:  # e.g. CUDA libraries missing, or built for another CUDA
+        raise _broken_cupy(exc) from exc
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             raise RuntimeError("no CUDA device found")

@@ -25,9 +25,9 @@ def test_shape_dtype_reproducible_and_input_untouched(fn):
 def test_random_flip_mirrors_exactly_the_chosen_images():
     X = batch(n=200)
     out = augment.random_flip(X, np.random.default_rng(3))
-    flipped = [np.array_equal(o, x[..., ::-1]) for o, x in zip(out, X)]
-    kept = [np.array_equal(o, x) for o, x in zip(out, X)]
-    assert all(f != k for f, k in zip(flipped, kept))  # each image: one or the other
+    flipped = [np.array_equal(o, x[..., ::-1]) for o, x in zip(out, X, strict=True)]
+    kept = [np.array_equal(o, x) for o, x in zip(out, X, strict=True)]
+    assert all(f != k for f, k in zip(flipped, kept, strict=True))  # each: one or the other
     assert 70 < sum(flipped) < 130                      # about half of them at p = 0.5
     assert not augment.random_flip(X, np.random.default_rng(3), p=0.0) is X
     np.testing.assert_array_equal(augment.random_flip(X, np.random.default_rng(3), p=1.0),
@@ -39,7 +39,7 @@ def test_random_crop_is_a_zero_filled_shift_by_at_most_pad():
     pad = 2
     out = augment.random_crop(X, np.random.default_rng(5), pad=pad)
     shifts = set()
-    for o, x in zip(out, X):
+    for o, x in zip(out, X, strict=True):
         padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad)))
         matches = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
                    if np.array_equal(o, padded[:, dy:dy + x.shape[1], dx:dx + x.shape[2]])]

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from course_utils.classifiers import (
     LinearClassifier,
@@ -186,17 +187,71 @@ def test_training_is_reproducible_with_a_seed():
 
 
 def test_second_train_call_continues_from_the_current_weights():
-    X, y = blobs(n=200)
-    clf = LinearSVM(seed=0)
-    first = clf.train(X, y, learning_rate=0.05, num_iters=100, batch_size=50)
-    second = clf.train(X, y, learning_rate=0.05, num_iters=10, batch_size=50)
-    assert np.mean(second) < first[0]
+    # With the whole training set as every batch, training is plain gradient descent, and
+    # the batches no longer depend on sampling. Then 30 + 20 iterations in two calls must be
+    # exactly the 50 of one call; a second call that started again from fresh weights would
+    # repeat the first 20 losses instead.
+    X, y = blobs(n=60)
+    gd = dict(learning_rate=0.05, reg=1e-3, batch_size=60)
+    split = LinearSVM(seed=0)
+    first = split.train(X, y, num_iters=30, **gd)
+    second = split.train(X, y, num_iters=20, **gd)
+    whole = LinearSVM(seed=0)
+    history = whole.train(X, y, num_iters=50, **gd)
+    # each batch is the same 60 rows in another order: the sums differ by roundoff only
+    np.testing.assert_allclose(first + second, history, rtol=1e-12)
+    np.testing.assert_allclose(split.W, whole.W, rtol=1e-12)
+    assert abs(second[0] - first[0]) > 0.1  # the comparison can tell the two apart
+
+
+class RecordingSVM(LinearSVM):
+    """A LinearSVM that remembers which training rows each minibatch held."""
+
+    def __init__(self, X, seed=0):
+        super().__init__(seed=seed)
+        self.row_of = {row.tobytes(): i for i, row in enumerate(X)}
+        assert len(self.row_of) == len(X), "rows must be distinct to be identified"
+        self.batches = []
+
+    def loss(self, X_batch, y_batch, reg):
+        self.batches.append([self.row_of[row.tobytes()] for row in X_batch])
+        return super().loss(X_batch, y_batch, reg)
 
 
 def test_batch_larger_than_training_set_samples_with_replacement():
+    n, batch, iters = 30, 64, 300
+    X, y = blobs(n=n)
+    clf = RecordingSVM(X)
+    history = clf.train(X, y, learning_rate=0.05, num_iters=iters, batch_size=batch)
+    assert len(history) == iters and all(len(b) == batch for b in clf.batches)
+    # Uniform draws with replacement: the expected number of distinct rows in a batch is
+    # n (1 - (1 - 1/n)^batch) = 26.57. Its spread over batches is ~1.5, so the mean of 300
+    # batches has a standard error of ~0.09; 0.4 is over 4 of them (and the run is seeded).
+    # Other samplers (all rows, then repeats: 30; a few rows many times: far fewer) miss.
+    distinct = [len(set(b)) for b in clf.batches]
+    assert abs(np.mean(distinct) - n * (1 - (1 - 1 / n) ** batch)) < 0.4
+    # ... and every row is equally likely: counts of 19,200 draws against 640 each, a
+    # chi-square with 29 degrees of freedom (p < 1e-4 would mean a skewed sampler)
+    counts = np.bincount(np.concatenate(clf.batches), minlength=n)
+    assert scipy.stats.chisquare(counts).pvalue > 1e-4
+
+
+def test_batch_no_larger_than_training_set_samples_without_replacement():
     X, y = blobs(n=30)
-    history = LinearSVM(seed=0).train(X, y, learning_rate=0.05, num_iters=5, batch_size=64)
-    assert len(history) == 5
+    clf = RecordingSVM(X)
+    clf.train(X, y, learning_rate=0.05, num_iters=50, batch_size=20)
+    assert all(len(set(b)) == 20 for b in clf.batches)  # no row twice in one batch
+    assert len(set().union(*clf.batches)) == 30          # yet every row gets drawn
+
+
+def test_accuracy_is_the_fraction_of_rows_classified_correctly():
+    # W picks the class of the largest feature; rows 0-2 are right, row 3 is wrong
+    clf = LinearSVM()
+    clf.W = np.eye(3)
+    X = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.5], [0.1, 0.2, 0.3], [5.0, 1.0, 1.0]])
+    y = np.array([0, 1, 2, 2])
+    assert clf.accuracy(X, y) == 0.75
+    assert clf.accuracy(X[:3], y[:3]) == 1.0
 
 
 def test_train_keeps_the_dtype_of_the_data():
@@ -227,15 +282,7 @@ def test_train_rejects_mismatched_shapes(X_shape, y_shape, message):
 
 
 # ------------------------------------------------------------------------ on a GPU
-@pytest.fixture
-def cupy():
-    cp = pytest.importorskip("cupy")
-    try:
-        if cp.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("cupy is installed but sees no GPU")
-    except Exception as exc:  # cupy raises several CUDA error types when there is no driver
-        pytest.skip(f"cupy is installed but no GPU is usable: {exc}")
-    return cp
+# (the `cupy` fixture is in conftest.py: it skips only without cupy or without a GPU)
 
 
 @pytest.mark.gpu

@@ -178,9 +178,7 @@ def test_a_pickle_that_is_not_a_dict_is_corrupted(tmp_path):
 # --------------------------------------------------------------------------------------
 # The full CIFAR-10, rebuilt from the shared JPEG pack (our machines only)
 # --------------------------------------------------------------------------------------
-@pytest.mark.shared
-@pytest.mark.skipif(not (SHARED / "datasets").is_dir(),
-                    reason="needs ../shared/datasets (the CIFAR-10 JPEG pack)")
+@pytest.mark.shared  # skipped by conftest.py unless the pack and the tool below are there
 def test_full_cifar10_from_the_shared_pack_has_the_official_splits(tmp_path):
     tool = SHARED / "tools" / "make_cifar10_batches.py"
     subprocess.run([sys.executable, str(tool), str(tmp_path)], check=True,
@@ -230,7 +228,7 @@ def test_every_dataset_returns_the_same_layout(name, cifar_env, capsys):
     d = data.load_dataset(name, *SMALL[name])
     assert {"X_train", "y_train", "X_val", "y_val", "X_test", "y_test", "mean_image",
             "class_names", "source", "image_shape", "name"} <= set(d)
-    for split, n in zip(("train", "val", "test"), SMALL[name]):
+    for split, n in zip(("train", "val", "test"), SMALL[name], strict=True):
         X, y = d[f"X_{split}"], d[f"y_{split}"]
         assert X.shape == (n, *SHAPES[name]) and X.dtype == np.float32
         assert y.shape == (n,) and y.dtype == np.int64
@@ -294,7 +292,7 @@ def test_natural_patch_val_and_test_never_overlap_training_patches():
 def test_natural_patches_are_the_pixels_of_their_photo():
     p = data.natural_patches(20, 10, 10, seed=1)
     photos = data._natural_photos()
-    for X, (photo, top, left) in zip(p["X_test"], p["corners_test"]):
+    for X, (photo, top, left) in zip(p["X_test"], p["corners_test"], strict=True):
         np.testing.assert_array_equal(X, photos[photo][top:top + 32, left:left + 32])
 
 
@@ -438,7 +436,7 @@ def test_offline_captions_decode_to_grammatical_sentences_and_round_trip(shapes)
     for split in ("train", "val"):
         for row, text in zip(shapes[f"{split}_captions"],
                              data.decode_captions(shapes[f"{split}_captions"],
-                                                  shapes["idx_to_word"])):
+                                                  shapes["idx_to_word"]), strict=True):
             assert GRAMMAR.match(text), text
             ids = [data.START, *(w2i[w] for w in text.split()), data.END]
             np.testing.assert_array_equal(row[:len(ids)], ids)
@@ -449,7 +447,7 @@ def test_two_shape_pictures_get_both_orderings_as_captions(shapes):
     texts = data.decode_captions(shapes["train_captions"], shapes["idx_to_word"])
     idxs = shapes["train_image_idxs"]
     i = int(np.flatnonzero(np.bincount(idxs) == 2)[0])
-    first, second = [t for t, j in zip(texts, idxs) if j == i]
+    first, second = [t for t, j in zip(texts, idxs, strict=True) if j == i]
     m1, m2 = re.match(GRAMMAR, first), re.match(GRAMMAR, second)
     a = " ".join(first.split()[:4])
     b = " ".join(second.split()[:4])
@@ -470,7 +468,7 @@ def test_single_shape_pictures_show_the_colour_and_side_of_their_caption(shapes)
     texts = data.decode_captions(shapes["train_captions"], shapes["idx_to_word"])
     idxs = shapes["train_image_idxs"]
     checked = 0
-    for text, i in zip(texts, idxs):
+    for text, i in zip(texts, idxs, strict=True):
         words = text.split()
         if len(words) != 7:  # one-shape captions: "a big red circle on the left"
             continue

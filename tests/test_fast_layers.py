@@ -33,7 +33,7 @@ def conv_cases(count, seed):
 
 
 def compare(a_list, b_list, tol=AGREE_TOL):
-    for a, b in zip(a_list, b_list):
+    for a, b in zip(a_list, b_list, strict=True):
         assert a.shape == b.shape
         assert rel_error(a, b) < tol, rel_error(a, b)
 
@@ -344,15 +344,7 @@ def test_pool_fast_keeps_float32():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cupy():
-    cp = pytest.importorskip("cupy")
-    try:
-        if cp.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("cupy is installed but sees no GPU")
-    except Exception as exc:  # cupy raises several CUDA error types when there is no driver
-        pytest.skip(f"cupy is installed but no GPU is usable: {exc}")
-    return cp
+# (the `cupy` fixture is in conftest.py: it skips only without cupy or without a GPU)
 
 
 GPU_TOL = 1e-10  # float64 on both sides; GPU reductions sum in another order

@@ -1,5 +1,6 @@
 """Tests of the hand-made image features (course_utils.features) and of the picture helpers
 that show images and features (course_utils.vis_utils)."""
+import math
 import subprocess
 import sys
 
@@ -63,6 +64,52 @@ def test_hog_of_a_diagonal_edge_lands_in_the_45_or_135_degree_bin():
     down = np.where(xx - yy > 0, 200.0, 0.0)    # gradient along (1, -1): 135 degrees
     assert F.hog_feature(up).reshape(-1, 9).sum(0).argmax() == 2    # bins centred 0, 20, 40...
     assert F.hog_feature(down).reshape(-1, 9).sum(0).argmax() == 7  # ... 140; 45->40, 135->140
+
+
+def hog_by_hand(im, cell_size=8, nbins=9):
+    """HOG as hog_feature's docstring defines it, one pixel at a time with the math module:
+    ITU-R 601 gray; central differences, 0 on the border rows / columns; magnitude
+    hypot(gx, gy) added to the bin of the unsigned angle atan2(gy, gx) mod 180, where bin k
+    spans [k w - w/2, k w + w/2) degrees (w = 180 / nbins, wrapping round at 180); each
+    cell's sums divided by its pixel count; border pixels that fill no cell left out."""
+    im = np.asarray(im, dtype=np.float64)
+    H, W = im.shape[:2]
+
+    def gray(r, c):
+        if im.ndim == 2:
+            return im[r, c]
+        red, green, blue = im[r, c, :3]
+        return 0.299 * red + 0.587 * green + 0.114 * blue
+
+    w = 180.0 / nbins
+    hist = np.zeros((H // cell_size, W // cell_size, nbins))
+    for r in range(H // cell_size * cell_size):
+        for c in range(W // cell_size * cell_size):
+            gx = (gray(r, c + 1) - gray(r, c - 1)) / 2 if 0 < c < W - 1 else 0.0
+            gy = (gray(r + 1, c) - gray(r - 1, c)) / 2 if 0 < r < H - 1 else 0.0
+            angle = math.degrees(math.atan2(gy, gx)) % 180.0
+            k, = [k for k in range(nbins)
+                  if k * w - w / 2 <= angle < k * w + w / 2 or k * w - w / 2 <= angle - 180 < 0]
+            hist[r // cell_size, c // cell_size, k] += math.hypot(gx, gy)
+    return (hist / cell_size ** 2).ravel()
+
+
+@pytest.mark.parametrize("image,cell_size,nbins", [
+    (np.random.default_rng(10).uniform(0, 255, (32, 32, 3)), 8, 9),
+    (np.random.default_rng(11).uniform(0, 255, (17, 26)), 5, 7),           # leftover pixels
+    # few gray levels: flat patches (no gradient) and exact 0 and 90 degree angles, which
+    # sit on bin borders for 9 bins
+    (np.random.default_rng(12).integers(0, 3, (24, 40, 3)).astype(np.uint8) * 100, 8, 9),
+], ids=["rgb", "gray-odd-size", "few-levels"])
+def test_hog_cells_match_a_pixel_by_pixel_computation(image, cell_size, nbins):
+    expected = hog_by_hand(image, cell_size, nbins)
+    assert np.count_nonzero(expected) > expected.size // 2  # most cells see several bins
+    # float64 on both sides; only the gray conversion's summing order may differ (a few ulps
+    # of values up to 255, so ~1e-13 absolute in the gradients); 1e-10 leaves a wide margin
+    np.testing.assert_allclose(F.hog_feature(image, cell_size, nbins), expected,
+                               rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(F.hog_features(image[None], cell_size, nbins)[0], expected,
+                               rtol=1e-10, atol=1e-10)
 
 
 # --------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ def check_grads(forward, inputs, dout, grads, zero_by_math=()):
     between two roundoff-sized numbers (~1e-15 analytic, ~1e-10 numerical) means nothing, so
     for those we check that both are zero to within the numerical gradient's noise instead.
     """
+    # one analytic gradient per input: a backward that drops one must not go unchecked
+    assert set(grads) == set(inputs), f"gradients for {sorted(grads)}, inputs {sorted(inputs)}"
     for name, grad in grads.items():
         def f(v, name=name):
             return forward(**{**inputs, name: v})

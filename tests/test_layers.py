@@ -45,7 +45,7 @@ def distinct_values(shape, seed=0):
 
 def check_grads(forward, inputs, dout, analytic, names):
     """Compare analytic grads with numerical ones for each named input of forward(**inputs)."""
-    for name, grad in zip(names, analytic):
+    for name, grad in zip(names, analytic, strict=True):
         def f(v, name=name):
             return forward(**{**inputs, name: v})
 
@@ -424,7 +424,8 @@ def test_batchnorm_backward_alt_equals_step_by_step_backward():
     x, dout = rng(28).standard_normal((50, 7)), rng(29).standard_normal((50, 7))
     gamma, beta = rng(30).standard_normal(7), rng(31).standard_normal(7)
     _, cache = L.batchnorm_forward(x, gamma, beta, {"mode": "train"})
-    for a, b in zip(L.batchnorm_backward(dout, cache), L.batchnorm_backward_alt(dout, cache)):
+    for a, b in zip(L.batchnorm_backward(dout, cache), L.batchnorm_backward_alt(dout, cache),
+                    strict=True):
         assert rel_error(a, b) < 1e-10  # same math, different rounding order
 
 
@@ -721,15 +722,7 @@ def test_conv_transpose_rejects_weights_in_conv_layout():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cupy():
-    cp = pytest.importorskip("cupy")
-    try:
-        if cp.cuda.runtime.getDeviceCount() < 1:
-            pytest.skip("cupy is installed but sees no GPU")
-    except Exception as exc:  # cupy raises several CUDA error types when there is no driver
-        pytest.skip(f"cupy is installed but no GPU is usable: {exc}")
-    return cp
+# (the `cupy` fixture is in conftest.py: it skips only without cupy or without a GPU)
 
 
 GPU_TOL = 1e-10  # float64 on both sides; GPU reductions sum in another order
@@ -749,7 +742,7 @@ def test_affine_relu_softmax_on_cupy_match_numpy(cupy):
     ggrads = L.affine_backward(L.relu_backward(gdh, grc), gfc)
     assert isinstance(ga, cupy.ndarray)
     assert abs(float(gloss) - float(loss)) < GPU_TOL
-    for host, dev in zip((a, h, *grads), (ga, gh, *ggrads)):
+    for host, dev in zip((a, h, *grads), (ga, gh, *ggrads), strict=True):
         assert rel_error(host, dev.get()) < GPU_TOL
 
 
@@ -764,7 +757,8 @@ def test_batchnorm_on_cupy_matches_numpy(cupy, mode):
     gout, gcache = L.batchnorm_forward(cupy.asarray(x), cupy.asarray(gamma), cupy.asarray(beta), gpu_param)
     assert rel_error(out, gout.get()) < GPU_TOL
     assert rel_error(cpu_param["running_mean"], gpu_param["running_mean"].get()) < GPU_TOL
-    for host, dev in zip(L.batchnorm_backward(dout, cache), L.batchnorm_backward(cupy.asarray(dout), gcache)):
+    for host, dev in zip(L.batchnorm_backward(dout, cache),
+                         L.batchnorm_backward(cupy.asarray(dout), gcache), strict=True):
         assert rel_error(host, dev.get()) < GPU_TOL
 
 

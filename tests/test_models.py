@@ -84,17 +84,6 @@ def overfit(model, X, y, rule="adam", lr=1e-2, epochs=30, batch_size=25):
 # TwoLayerNet
 # ---------------------------------------------------------------------------------------
 
-def test_two_layer_net_scores_match_numpy_formula():
-    X, _ = random_problem(N=3, D=6, C=4)
-    model = TwoLayerNet(input_dim=6, hidden_dim=5, num_classes=4, weight_scale=0.3,
-                        dtype=np.float64, seed=0)
-    p = model.params
-    p["b1"][:] = np.linspace(-0.2, 0.2, 5)
-    p["b2"][:] = np.linspace(-0.1, 0.3, 4)
-    expected = np.maximum(X @ p["W1"] + p["b1"], 0) @ p["W2"] + p["b2"]
-    assert rel_error(model.loss(X), expected) < 1e-13
-
-
 def test_two_layer_net_initial_loss_is_log_num_classes():
     X, y = random_problem(N=20, D=30, C=10)
     model = TwoLayerNet(input_dim=30, hidden_dim=40, num_classes=10, weight_scale=1e-3, seed=0)
@@ -587,6 +576,371 @@ def test_gan_parts_reject_bad_shapes_and_round_trip(tmp_path):
     clone = GeneratorDC(noise_dim=3, output_shape=(1, 8, 8), channels=(4, 2), seed=1)
     clone.load(tmp_path / "g.npz")
     assert np.array_equal(clone.forward(z, mode="test")[0], G.forward(z, mode="test")[0])
+
+
+# ---------------------------------------------------------------------------------------
+# Scores against the same network written out with plain numpy
+# ---------------------------------------------------------------------------------------
+# Gradient checks only prove that backward matches forward: a forward pass with average
+# instead of max pooling, or without its ReLUs, passes them (its backward changes with it).
+# So every model's output is also compared with a composition written here from matrix
+# products, np.maximum, reshapes and explicit loops, calling no course_utils layer.
+#
+# Tolerance: float64 on both sides, summed in other orders (im2col GEMMs against tensordot
+# over windows), which moves results by ~1e-15 of the largest terms summed. 1e-10 relative to
+# the largest score leaves a wide margin; any change of structure moves scores by 1e-2 or more.
+
+
+def assert_same_scores(got, expected):
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+
+
+def np_relu(a):
+    return np.maximum(a, 0)
+
+
+def np_leaky_relu(a, alpha):
+    return np.where(a > 0, a, alpha * a)
+
+
+def np_conv(x, w, b, stride, pad):
+    """Cross-correlation: output pixel (i, j) is the dot product of each filter with the
+    window of the zero-padded input whose top left corner is (i * stride, j * stride)."""
+    N, C, H, W = x.shape
+    F, _, HH, WW = w.shape
+    xpad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    Ho, Wo = (H + 2 * pad - HH) // stride + 1, (W + 2 * pad - WW) // stride + 1
+    out = np.empty((N, F, Ho, Wo))
+    for i in range(Ho):
+        for j in range(Wo):
+            window = xpad[:, :, i * stride:i * stride + HH, j * stride:j * stride + WW]
+            out[:, :, i, j] = np.tensordot(window, w, axes=([1, 2, 3], [1, 2, 3])) + b
+    return out
+
+
+def np_conv_transpose(x, w, b, stride, pad):
+    """Transposed convolution: each input pixel adds its channel vector times w (C, F, HH, WW)
+    onto the output at stride spacing; then a border of width pad is cut off."""
+    N, C, H, W = x.shape
+    _, F, HH, WW = w.shape
+    full = np.zeros((N, F, stride * (H - 1) + HH, stride * (W - 1) + WW))
+    for i in range(H):
+        for j in range(W):
+            full[:, :, i * stride:i * stride + HH, j * stride:j * stride + WW] += \
+                np.tensordot(x[:, :, i, j], w, axes=(1, 0))
+    cut = full[:, :, pad:full.shape[2] - pad, pad:full.shape[3] - pad]
+    return cut + b.reshape(1, F, 1, 1)
+
+
+def np_max_pool_2x2(x):
+    """2x2 max pooling, stride 2: split H and W into pairs and take the max of each block."""
+    N, C, H, W = x.shape
+    return x.reshape(N, C, H // 2, 2, W // 2, 2).max(axis=(3, 5))
+
+
+def np_batchnorm(a, gamma, beta, mean=None, var=None, eps=1e-5):
+    """Normalise a (N, D) or (N, C, H, W) per feature / channel (axis 1) with the given
+    statistics, or with the batch's own (biased variance) when none are given."""
+    axes = (0,) if a.ndim == 2 else (0, 2, 3)
+    mean = a.mean(axis=axes) if mean is None else mean
+    var = a.var(axis=axes) if var is None else var
+    shape = (1, -1) + (1,) * (a.ndim - 2)
+    return gamma.reshape(shape) * (a - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) \
+        + beta.reshape(shape)
+
+
+def np_layernorm(a, gamma, beta, eps=1e-5):
+    return gamma * (a - a.mean(axis=1, keepdims=True)) / np.sqrt(a.var(axis=1, keepdims=True)
+                                                                  + eps) + beta
+
+
+def np_softmax_loss(scores, y):
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(len(y)), y].mean()
+
+
+def perturb_params(model, seed):
+    """Move every parameter off its initial value (nonzero biases and betas, gammas away from
+    1) and batch-norm running statistics off 0 / 1, so that no term can be left out unseen."""
+    rng = np.random.default_rng(seed)
+    for name, value in model.params.items():
+        value += 0.3 * rng.standard_normal(value.shape)
+    for bn_param in getattr(model, "bn_params", []):
+        bn_param["running_mean"] = rng.standard_normal(bn_param["running_mean"].shape)
+        bn_param["running_var"] = rng.uniform(0.5, 2.0, bn_param["running_var"].shape)
+
+
+def assert_relus_bite(*pre_activations):
+    """The inputs must give some negative pre-activations, or a missing ReLU would not show."""
+    for a in pre_activations:
+        assert (a < 0).mean() > 0.1 and (a > 0).mean() > 0.1
+
+
+def np_fc_net_scores(model, X, mode):
+    p, L = model.params, model.num_layers
+    h = X.reshape(len(X), -1)
+    pre = []
+    for i in range(1, L):
+        a = h @ p[f"W{i}"] + p[f"b{i}"]
+        if model.normalization == "batchnorm":
+            bn = model.bn_params[i - 1]
+            a = np_batchnorm(a, p[f"gamma{i}"], p[f"beta{i}"],
+                             *((None, None) if mode == "train"
+                               else (bn["running_mean"], bn["running_var"])))
+        elif model.normalization == "layernorm":
+            a = np_layernorm(a, p[f"gamma{i}"], p[f"beta{i}"])
+        pre.append(a)
+        h = np_relu(a)
+    return h @ p[f"W{L}"] + p[f"b{L}"], pre
+
+
+def test_two_layer_net_scores_with_negative_hidden_units_match_numpy():
+    X, y = random_problem(N=6, D=5, C=3, seed=8)
+    model = TwoLayerNet(input_dim=5, hidden_dim=7, num_classes=3, weight_scale=0.5,
+                        dtype=np.float64, seed=2)
+    perturb_params(model, seed=9)
+    p = model.params
+    pre = X @ p["W1"] + p["b1"]
+    assert_relus_bite(pre)
+    expected = np_relu(pre) @ p["W2"] + p["b2"]
+    assert_same_scores(model.loss(X), expected)
+    assert float(model.loss(X, y)[0]) == pytest.approx(np_softmax_loss(expected, y), rel=1e-12)
+
+
+@pytest.mark.parametrize("normalization", [None, "batchnorm", "layernorm"])
+def test_fc_net_scores_match_numpy_composition(normalization):
+    X, _ = random_problem(N=6, D=4, C=3, seed=6)
+    model = FullyConnectedNet([7, 5, 6], input_dim=4, num_classes=3, weight_scale=0.6,
+                              normalization=normalization, dtype=np.float64, seed=0)
+    perturb_params(model, seed=1)
+    expected, pre = np_fc_net_scores(model, X, mode="test")
+    assert_relus_bite(*pre)
+    assert_same_scores(model.loss(X), expected)
+
+
+@pytest.mark.parametrize("normalization", [None, "batchnorm"])
+def test_fc_net_training_loss_matches_numpy_composition(normalization):
+    # train mode: batch norm with this batch's statistics
+    X, y = random_problem(N=8, D=4, C=3, seed=7)
+    model = FullyConnectedNet([6, 5], input_dim=4, num_classes=3, weight_scale=0.6,
+                              normalization=normalization, dtype=np.float64, seed=0)
+    perturb_params(model, seed=2)
+    scores, _ = np_fc_net_scores(model, X, mode="train")
+    loss, _ = model.loss(X, y)
+    assert float(loss) == pytest.approx(np_softmax_loss(scores, y), rel=1e-12)
+
+
+def test_fc_net_training_loss_with_dropout_matches_numpy_composition():
+    # A fixed seed gives every layer the mask RandomState(seed).rand(N, d) < p (keep), with
+    # kept units scaled by 1 / p (inverted dropout), after each hidden ReLU.
+    X, y = random_problem(N=8, D=4, C=3, seed=9)
+    keep = 0.6
+    model = FullyConnectedNet([6, 5], input_dim=4, num_classes=3, dropout_keep_ratio=keep,
+                              weight_scale=0.6, dtype=np.float64, seed=0)
+    perturb_params(model, seed=3)
+    model.dropout_param["seed"] = 42
+    p = model.params
+    h = X
+    for i in (1, 2):
+        h = np_relu(h @ p[f"W{i}"] + p[f"b{i}"])
+        h = h * (np.random.RandomState(42).rand(*h.shape) < keep) / keep
+    expected = np_softmax_loss(h @ p["W3"] + p["b3"], y)
+    assert float(model.loss(X, y)[0]) == pytest.approx(expected, rel=1e-12)
+
+
+def test_three_layer_convnet_scores_match_numpy_composition():
+    X, _ = image_problem(N=3, shape=(2, 6, 8), seed=3)
+    model = ThreeLayerConvNet(input_dim=(2, 6, 8), num_filters=4, filter_size=3, hidden_dim=5,
+                              num_classes=3, weight_scale=0.4, dtype=np.float64, seed=0)
+    perturb_params(model, seed=4)
+    p = model.params
+    conv = np_conv(X, p["W1"], p["b1"], stride=1, pad=1)          # 'same' size: 6x8
+    pooled = np_max_pool_2x2(np_relu(conv))                       # 3x4
+    hidden = pooled.reshape(3, -1) @ p["W2"] + p["b2"]
+    assert_relus_bite(conv, hidden)
+    expected = np_relu(hidden) @ p["W3"] + p["b3"]
+    assert_same_scores(model.loss(X), expected)
+
+
+def test_three_layer_convnet_rejects_odd_image_sizes_it_cannot_pool():
+    with pytest.raises(ValueError, match=r"ThreeLayerConvNet: input_dim \(3, 7, 8\) .* even"):
+        ThreeLayerConvNet(input_dim=(3, 7, 8))
+
+
+def np_convnet_scores(model, X, mode):
+    """ConvNet written out: {conv3x3 - [bn] - ReLU - [2x2 max pool]} per block, then
+    {affine - [bn] - ReLU} per hidden layer, then the score layer."""
+    p, bn = model.params, model.normalization == "batchnorm"
+    pre = []
+
+    def normalise(a, i):
+        if not bn:
+            return a
+        stats = model.bn_params[i - 1]
+        if mode == "train":
+            return np_batchnorm(a, p[f"gamma{i}"], p[f"beta{i}"])
+        return np_batchnorm(a, p[f"gamma{i}"], p[f"beta{i}"], stats["running_mean"],
+                            stats["running_var"])
+
+    h = X
+    for i, (_, pool) in enumerate(model.blocks, start=1):
+        a = normalise(np_conv(h, p[f"W{i}"], p[f"b{i}"], stride=1, pad=1), i)
+        pre.append(a)
+        h = np_relu(a)
+        if pool:
+            h = np_max_pool_2x2(h)
+    h = h.reshape(len(X), -1)
+    for i in range(model.num_conv + 1, model.num_layers):
+        a = normalise(h @ p[f"W{i}"] + p[f"b{i}"], i)
+        pre.append(a)
+        h = np_relu(a)
+    L = model.num_layers
+    return h @ p[f"W{L}"] + p[f"b{L}"], pre
+
+
+@pytest.mark.parametrize("normalization", [None, "batchnorm"])
+def test_convnet_scores_match_numpy_composition(normalization):
+    X, y = image_problem(N=4, shape=(2, 8, 8), seed=5)
+    model = ConvNet(input_dim=(2, 8, 8), conv_layers=(3, "pool", 4, 4, "pool"),
+                    hidden_dims=(5,), num_classes=3, normalization=normalization,
+                    dtype=np.float64, seed=0)
+    perturb_params(model, seed=6)
+    expected, pre = np_convnet_scores(model, X, mode="test")
+    assert_relus_bite(*pre)
+    assert_same_scores(model.loss(X), expected)
+    assert_same_scores(model.forward(X)[0], expected)
+    # and in training mode (batch statistics for batch norm), through the loss
+    train_scores, _ = np_convnet_scores(model, X, mode="train")
+    assert float(model.loss(X, y)[0]) == pytest.approx(np_softmax_loss(train_scores, y),
+                                                       rel=1e-12)
+
+
+def test_convnet_conv_features_match_numpy_composition():
+    model = ConvNet(input_dim=(2, 8, 8), conv_layers=(3, "pool", 4), hidden_dims=(),
+                    num_classes=3, normalization=None, dtype=np.float64, seed=0)
+    perturb_params(model, seed=7)
+    p = model.params
+    X = np.random.default_rng(8).standard_normal((2, 2, 12, 4))  # not the training size
+    first = np_max_pool_2x2(np_relu(np_conv(X, p["W1"], p["b1"], stride=1, pad=1)))
+    second = np_relu(np_conv(first, p["W2"], p["b2"], stride=1, pad=1))
+    feats, _ = model.conv_features(X)
+    assert_same_scores(feats[0], first)
+    assert_same_scores(feats[1], second)
+
+
+def test_fc_gan_parts_match_numpy_composition():
+    rng = np.random.default_rng(10)
+    G = GeneratorFC(noise_dim=3, hidden_dims=[5, 4], output_dim=6, alpha=0.1,
+                    dtype=np.float64, seed=0)
+    D = DiscriminatorFC(input_dim=6, hidden_dims=[5], alpha=0.2, dtype=np.float64, seed=1)
+    perturb_params(G, seed=11)
+    perturb_params(D, seed=12)
+    z, x = rng.standard_normal((4, 3)), rng.standard_normal((4, 2, 3))
+    g = G.params
+    h = np_leaky_relu(z @ g["W1"] + g["b1"], 0.1)
+    h = np_leaky_relu(h @ g["W2"] + g["b2"], 0.1)
+    assert_same_scores(G.forward(z)[0], np.tanh(h @ g["W3"] + g["b3"]))
+    d = D.params
+    h = np_leaky_relu(x.reshape(4, 6) @ d["W1"] + d["b1"], 0.2)
+    assert_same_scores(D.forward(x)[0], (h @ d["W2"] + d["b2"])[:, 0])
+
+
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_dc_generator_matches_numpy_composition(mode):
+    G = GeneratorDC(noise_dim=3, output_shape=(2, 8, 8), channels=(4, 3), weight_scale=0.3,
+                    dtype=np.float64, seed=0)
+    perturb_params(G, seed=13)
+    z = np.random.default_rng(14).standard_normal((5, 3))
+    p, bn = G.params, G.bn_params
+
+    def normalise(a, i):
+        if mode == "train":
+            return np_batchnorm(a, p[f"gamma{i}"], p[f"beta{i}"])
+        return np_batchnorm(a, p[f"gamma{i}"], p[f"beta{i}"], bn[i - 1]["running_mean"],
+                            bn[i - 1]["running_var"])
+
+    # (the forward pass updates running statistics in train mode: compute these first)
+    h = np_relu(normalise(z @ p["W1"] + p["b1"], 1)).reshape(5, 4, 2, 2)
+    h = np_relu(normalise(np_conv_transpose(h, p["W2"], p["b2"], stride=2, pad=1), 2))
+    expected = np.tanh(np_conv_transpose(h, p["W3"], p["b3"], stride=2, pad=1))
+    assert_same_scores(G.forward(z, mode=mode)[0], expected)
+
+
+def test_dc_discriminator_matches_numpy_composition():
+    D = DiscriminatorDC(input_shape=(2, 8, 8), channels=(3, 4), alpha=0.2, weight_scale=0.3,
+                        dtype=np.float64, seed=0)
+    perturb_params(D, seed=15)
+    x = np.random.default_rng(16).standard_normal((3, 2, 8, 8))
+    p = D.params
+    h = np_leaky_relu(np_conv(x, p["W1"], p["b1"], stride=2, pad=1), 0.2)   # 4x4
+    h = np_leaky_relu(np_conv(h, p["W2"], p["b2"], stride=2, pad=1), 0.2)   # 2x2
+    assert_same_scores(D.forward(x)[0], (h.reshape(3, -1) @ p["W3"] + p["b3"])[:, 0])
+
+
+def np_sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def np_caption_step(model, x, h, c):
+    """One step of the model's cell: vanilla RNN h = tanh(a), or an LSTM with gates i, f, o, g
+    in that order along the 4H activations."""
+    p = model.params
+    a = x @ p["Wx"] + h @ p["Wh"] + p["b"]
+    if model.cell_type == "rnn":
+        return np.tanh(a), c
+    i, f, o, g = np.split(a, 4, axis=1)
+    c = np_sigmoid(f) * c + np_sigmoid(i) * np.tanh(g)
+    return np_sigmoid(o) * np.tanh(c), c
+
+
+@pytest.mark.parametrize("cell_type", ["rnn", "lstm"])
+def test_captioning_rnn_loss_matches_numpy_for_both_cells(cell_type):
+    rng = np.random.default_rng(17)
+    features = rng.standard_normal((3, 6))
+    captions = np.array([encode("a cat sits", 6), encode("a dog", 6), encode("dog", 6)])
+    model = CaptioningRNN(W2I, input_dim=6, wordvec_dim=4, hidden_dim=5, cell_type=cell_type,
+                          dtype=np.float64, seed=0)
+    perturb_params(model, seed=18)
+    p = model.params
+    h = features @ p["W_proj"] + p["b_proj"]
+    c = np.zeros_like(h)
+    total = 0.0
+    for t in range(captions.shape[1] - 1):
+        h, c = np_caption_step(model, p["W_embed"][captions[:, t]], h, c)
+        target = captions[:, t + 1]
+        keep = target != W2I["<NULL>"]
+        if not keep.any():
+            continue  # only padding left: no loss
+        total += np_softmax_loss((h @ p["W_vocab"] + p["b_vocab"])[keep], target[keep]) \
+            * keep.sum()
+    loss, _ = model.loss(features, captions)
+    assert float(loss) == pytest.approx(total / len(captions), rel=1e-12)
+
+
+@pytest.mark.parametrize("cell_type", ["rnn", "lstm"])
+def test_captioning_rnn_sample_is_greedy_decoding_written_in_numpy(cell_type):
+    rng = np.random.default_rng(19)
+    features = rng.standard_normal((4, 6))
+    model = CaptioningRNN(W2I, input_dim=6, wordvec_dim=4, hidden_dim=5, cell_type=cell_type,
+                          dtype=np.float64, seed=1)
+    perturb_params(model, seed=20)
+    model.params["W_embed"] *= 30  # words matter: different inputs, different next words
+    p = model.params
+    h = features @ p["W_proj"] + p["b_proj"]
+    c = np.zeros_like(h)
+    word = np.full(4, W2I["<START>"])
+    rows = [[] for _ in range(4)]
+    for _ in range(7):
+        h, c = np_caption_step(model, p["W_embed"][word], h, c)
+        word = np.argmax(h @ p["W_vocab"] + p["b_vocab"], axis=1)
+        for n in range(4):
+            ended = W2I["<END>"] in rows[n]
+            rows[n].append(W2I["<NULL>"] if ended else int(word[n]))
+    sampled = model.sample(features, max_length=7)
+    assert len({tuple(r) for r in rows}) > 1  # the captions differ: a real comparison
+    assert sampled.tolist() == rows
 
 
 # ---------------------------------------------------------------------------------------

@@ -174,7 +174,7 @@ def test_get_update_rule_lists_valid_names():
 def test_step_decay_drops_every_few_epochs():
     got = [schedules.step_decay(0.1, e, drop=0.5, every=3) for e in range(7)]
     expected = [0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025]
-    assert all(abs(a - b) < 1e-15 for a, b in zip(got, expected))
+    assert all(abs(a - b) < 1e-15 for a, b in zip(got, expected, strict=True))
 
 
 def test_exponential_and_inverse_time_decay_follow_their_formulas():

@@ -209,7 +209,7 @@ def test_rnn_step_backward_matches_numerical_gradient():
     dnext = rand(rng, 3, 5)
     _, cache = rl.rnn_step_forward(*args)
     grads = rl.rnn_step_backward(dnext, cache)
-    for k, (arr, grad) in enumerate(zip(args, grads)):
+    for k, (arr, grad) in enumerate(zip(args, grads, strict=True)):
         def f(v, k=k):
             a = list(args)
             a[k] = v
@@ -234,7 +234,7 @@ def test_rnn_backward_matches_numerical_gradient():
     dh = rand(rng, 2, 4, 5)
     _, cache = rl.rnn_forward(*args)
     grads = rl.rnn_backward(dh, cache)
-    for k, (arr, grad) in enumerate(zip(args, grads)):
+    for k, (arr, grad) in enumerate(zip(args, grads, strict=True)):
         def f(v, k=k):
             a = list(args)
             a[k] = v
@@ -296,7 +296,7 @@ def test_lstm_step_backward_matches_numerical_gradient():
     dnext_h, dnext_c = rand(rng, N, H), rand(rng, N, H)
     _, _, cache = rl.lstm_step_forward(*args)
     grads = rl.lstm_step_backward(dnext_h, dnext_c, cache)
-    for k, (arr, grad) in enumerate(zip(args, grads)):
+    for k, (arr, grad) in enumerate(zip(args, grads, strict=True)):
         def f_h(v, k=k):
             a = list(args)
             a[k] = v
@@ -330,7 +330,7 @@ def test_lstm_backward_matches_numerical_gradient():
     dh = rand(rng, N, T, H)
     _, cache = rl.lstm_forward(*args)
     grads = rl.lstm_backward(dh, cache)
-    for k, (arr, grad) in enumerate(zip(args, grads)):
+    for k, (arr, grad) in enumerate(zip(args, grads, strict=True)):
         def f(v, k=k):
             a = list(args)
             a[k] = v

@@ -153,20 +153,102 @@ def test_augment_sees_every_training_batch_and_never_the_accuracy_checks():
     solver.train()
     assert len(record.batches) == len(solver.loss_history) == 16
     assert all(b.shape == (20, 5) for b in record.batches)
-    assert all(np.array_equal(s, b + 1.0) for s, b in zip(seen, record.batches))
+    assert all(np.array_equal(s, b + 1.0) for s, b in zip(seen, record.batches, strict=True))
     with pytest.raises(ValueError, match="augment must be None or a function"):
         make_solver(augment="flip")
 
 
-def test_check_accuracy_subsamples_and_batches():
+class RowParity(TinySoftmax):
+    """Column 0 of X holds the row's index; scores predict class 0 for even rows and 1 for
+    odd ones. The test-mode rows it is asked about are recorded."""
+
+    def __init__(self):
+        super().__init__(1, 2)
+        self.asked = []
+
+    def loss(self, X, y=None):
+        if y is not None:
+            return super().loss(X, y)
+        index = X[:, 0].astype(int)
+        self.asked.extend(index.tolist())
+        odd = index % 2
+        return np.stack([1.0 - odd, odd], axis=1).astype(float)
+
+
+def test_check_accuracy_counts_exactly_the_rows_it_scores():
+    # Labels all 0: the model is right on the even rows only, so on all 40 rows the accuracy
+    # is 20 / 40, and on a subsample it is the share of even rows among the rows it scored.
+    model = RowParity()
+    solver = make_solver(model)
+    X, y = np.arange(40.0)[:, None], np.zeros(40, dtype=int)
+    assert solver.check_accuracy(X, y, batch_size=7) == 0.5  # 40 rows in uneven batches
+    assert sorted(model.asked) == list(range(40))            # each row scored once
+    model.asked.clear()
+    part = solver.check_accuracy(X, y, num_samples=10)
+    assert len(model.asked) == 10 and len(set(model.asked)) == 10  # 10 distinct rows
+    assert part == sum(i % 2 == 0 for i in model.asked) / 10
+    even = solver.check_accuracy(X[::2], y[::2], num_samples=10)
+    assert even == 1.0  # every subsample of the even rows is all right
+
+
+def test_check_accuracy_after_training_equals_argmax_of_scores():
     solver = make_solver()
     solver.train()
     X, y = solver.X_val, solver.y_val
-    full = solver.check_accuracy(X, y, batch_size=7)  # 40 rows in uneven batches
     direct = float(np.mean(np.argmax(solver.model.loss(X), axis=1) == y))
-    assert full == direct
-    part = solver.check_accuracy(X, y, num_samples=10)
-    assert 0.0 <= part <= 1.0 and (part * 10) == int(round(part * 10))
+    assert solver.check_accuracy(X, y, batch_size=7) == direct
+
+
+class Recording(TinySoftmax):
+    """Remembers each training batch and the weights it was scored with."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches, self.weights = [], []
+
+    def loss(self, X, y=None):
+        if y is not None:
+            self.batches.append(X.copy())
+            self.weights.append({k: v.copy() for k, v in self.params.items()})
+        return super().loss(X, y)
+
+
+def test_second_train_call_resumes_the_run_where_the_first_stopped():
+    # train() twice for 2 epochs must continue one run: the same minibatch stream, Adam's
+    # moments and step count, the epoch count that lr_decay follows, and the histories. The
+    # reference is one 4-epoch run whose model gets, before step 9, the parameters the first
+    # train() call ended with (it restores the best ones it saw), as the resumed run starts
+    # from those. Both do the same arithmetic, so the losses must be identical.
+    opts = dict(update_rule="adam", optim_config={"learning_rate": 0.05}, lr_decay=0.5)
+    resumed_model = Recording(5, 3)
+    resumed = make_solver(resumed_model, num_epochs=2, **opts)
+    resumed.train()
+    after_first = {k: v.copy() for k, v in resumed_model.params.items()}
+    first_losses = list(resumed.loss_history)
+    resumed.train()
+
+    class SwapsInTheFirstCallsResult(Recording):
+        def loss(self, X, y=None):
+            if y is not None and len(self.batches) == 8:
+                self.params.update({k: v.copy() for k, v in after_first.items()})
+            return super().loss(X, y)
+
+    whole_model = SwapsInTheFirstCallsResult(5, 3)
+    whole = make_solver(whole_model, num_epochs=4, **opts)
+    whole.train()
+
+    assert len(resumed.loss_history) == 16 and resumed.loss_history[:8] == first_losses
+    assert resumed.loss_history == whole.loss_history
+    assert len(resumed_model.batches) == len(whole_model.batches) == 16
+    for a, b in zip(resumed_model.batches, whole_model.batches, strict=True):
+        assert np.array_equal(a, b)  # the minibatch stream goes on, not from its seed again
+    for k in after_first:  # step 9 started from where the first call left the model
+        assert np.array_equal(resumed_model.weights[8][k], after_first[k])
+    assert resumed.epoch == whole.epoch == 4
+    for k, config in resumed.optim_configs.items():
+        assert config["t"] == whole.optim_configs[k]["t"] == 16       # Adam's step count
+        assert config["learning_rate"] == pytest.approx(0.05 * 0.5**4, rel=1e-12)
+        assert np.array_equal(config["m"], whole.optim_configs[k]["m"])
 
 
 def test_bad_update_rule_name_lists_valid_names():

@@ -25,7 +25,7 @@ class ThreeLayerConvNet(Model):
 
     Input (N, C, H, W). The convolution has num_filters filters of size
     filter_size x filter_size, stride 1 and padding (filter_size - 1) // 2, so it keeps H and W
-    (filter_size must be odd); the pool halves them (floor).
+    (filter_size must be odd); the pool halves them (H and W must be even).
     Parameters (in self.params):
         W1 (F, C, fs, fs), b1 (F,): convolution;
         W2 (F * H//2 * W//2, hidden_dim), b2 (hidden_dim,): hidden affine;
@@ -39,9 +39,10 @@ class ThreeLayerConvNet(Model):
         if filter_size % 2 != 1:
             raise ValueError(f"ThreeLayerConvNet: filter_size must be odd so that padding "
                              f"(F - 1) // 2 keeps the image size, got {filter_size}.")
-        if H < 2 or W < 2:
-            raise ValueError(f"ThreeLayerConvNet: input_dim {input_dim} is too small for a "
-                             f"2x2 pool.")
+        if H < 2 or W < 2 or H % 2 or W % 2:
+            raise ValueError(f"ThreeLayerConvNet: input_dim {tuple(input_dim)} cannot be "
+                             f"pooled 2x2 with stride 2: H and W must be even (the windows "
+                             f"must tile the image).")
         self.input_dim, self.num_classes = tuple(input_dim), num_classes
         self.reg, self.dtype = reg, dtype
         self.conv_param = {"stride": 1, "pad": (filter_size - 1) // 2}
