@@ -31,8 +31,8 @@ from nbclient import NotebookClient
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from course_utils.grading.course import Course  # noqa: E402
-from course_utils.grading.examples import write_examples  # noqa: E402
+from course_grader.course import Course  # noqa: E402
+from course_grader.examples import write_examples  # noqa: E402
 
 
 def plain_seconds(path: Path) -> float:

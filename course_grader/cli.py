@@ -129,7 +129,9 @@ def cmd_demo(args):
     rows = course.grade_rows(batch)
     csv_path = course.write_grades_csv(course.root / "grades.csv", rows)
     print(f"4/4 Feedback HTML for {len(feedback)} notebook(s) under {course.root / 'feedback'}\n")
-    print_table(rows)
+    # Each example student hands in only the notebook it is about: show those rows.
+    print_table([r for r in rows if f"{r.assignment}/{r.notebook}" in expected.get(r.student, {})
+                 or r.status == "not graded" and r.cell != "(whole notebook)"])
     problems = scoring_problems(rows, expected)
     for line in problems:
         print("UNEXPECTED:", line)

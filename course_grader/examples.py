@@ -64,8 +64,8 @@ def write_examples(course, out: Path, assignments=None, bugs_per_assignment=None
 
     The returned dict maps student id -> {"<assignment>/<notebook>": breaks}, where "breaks"
     lists the test cells that must fail (None: every test cell must fail).
-    bugs_per_assignment=k keeps k planted bugs per assignment (one each from its first k
-    notebooks that have any): the demo's representative sample. None keeps them all.
+    bugs_per_assignment=k keeps k planted bugs per assignment, taken in turn from its
+    notebooks: the demo's representative sample. None keeps them all.
     notebooks: only these notebook names (default: all).
     """
     out = Path(out)
@@ -74,11 +74,14 @@ def write_examples(course, out: Path, assignments=None, bugs_per_assignment=None
     for a in assignments or course.assignments():
         sources = [p for p in sorted((course.solutions / a).glob("*.ipynb"))
                    if notebooks is None or p.stem in notebooks]
-        if bugs_per_assignment is not None:
-            with_bugs = [p.stem for p in sources if bugs.get(f"{a}/{p.stem}")]
-            keep = set(with_bugs[:bugs_per_assignment])
-            bugs = {k: (v[:1] if k.split("/")[1] in keep else [])
-                    if k.startswith(a + "/") else v for k, v in bugs.items()}
+        if bugs_per_assignment is not None:  # round robin over the notebooks' bug lists
+            lists = [list(bugs.get(f"{a}/{p.stem}", [])) for p in sources]
+            kept: dict[str, list] = {f"{a}/{p.stem}": [] for p in sources}
+            for _round in range(max(map(len, lists), default=0)):
+                for p, found in zip(sources, lists, strict=True):
+                    if found and sum(map(len, kept.values())) < bugs_per_assignment:
+                        kept[f"{a}/{p.stem}"].append(found.pop(0))
+            bugs = {**bugs, **kept}
         for src_path in sources:
             name = src_path.stem
             release_path = course.root / "release" / a / f"{name}.ipynb"
