@@ -1,41 +1,90 @@
-"""How long does autograding take, and how much of it is the grader's own overhead?
+"""Grading throughput, parallel speed-up and the grader's own overhead (course_grader).
 
-Run from the repository root:
+Run from the repository root, on an idle machine (the load average is printed beside every
+figure; numbers taken under load say little):
 
-    .venv/bin/python benchmarks/bench_grading.py                 # every assignment in solutions/
-    .venv/bin/python benchmarks/bench_grading.py assignment1     # one assignment
-    .venv/bin/python benchmarks/bench_grading.py --solutions tests/fixtures/mini_course/solutions
+    .venv/bin/python benchmarks/bench_grading.py speedup   # N copies of one notebook, --jobs 1 vs 2
+    .venv/bin/python benchmarks/bench_grading.py overhead  # graded vs plain nbclient run, per submission
+    .venv/bin/python benchmarks/bench_grading.py simulate  # a 1,000-submission batch of the mini notebook
+    .venv/bin/python benchmarks/bench_grading.py project --timings build/course/timings.json
 
-For every notebook it writes the example submissions (perfect, untouched, one per planted bug),
-then measures, per submission:
-  plain s   executing the submitted notebook with nbclient alone, in a fresh kernel, in the
-            same mode the grader uses (COURSE_FAST=1): the student's compute plus kernel start;
-  graded s  `Course.autograde` of that one submission: nbgrader's sanitize + execute + save
-            steps, the sandbox, the shortcut guard, the gradebook.
-and prints the medians and the overhead (graded - plain). Goal: overhead <= 3 s per notebook.
-Times depend on machine load; run it on an idle machine.
+speedup:  --notebook assignment1/knn --n 40: the perfect submission under N student ids,
+          graded with jobs=1 and then jobs=2, each in a fresh course folder (goal >= 1.7x).
+overhead: --notebook ... --n 5: per submission, `plain` = executing the same notebook with
+          nbclient in a fresh kernel (COURSE_FAST=1, no sandbox, no nbgrader) and `graded`
+          = the job's seconds (unpacking the template, nbgrader's sanitize/execute/save, the
+          sandbox, reading the results back). Goal: overhead <= 3 s.
+simulate: --n 1000: the mini assignment's examples repeated to N submissions, default jobs;
+          throughput, and the peak memory of the coordinator and of the largest child.
+project:  a projection on paper for 500 students x 28 notebooks on 16 cores and on a
+          10-node cluster, from per-notebook grading times (timings.json of a `course demo
+          --all` run) and the measured parallel efficiency.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from course_grader.course import Course  # noqa: E402
-from course_grader.examples import write_examples  # noqa: E402
+from course_grader.examples import perfect_submission, write_examples  # noqa: E402
+
+MINI = REPO / "tests" / "fixtures" / "mini_course" / "solutions"
+
+
+def load() -> str:
+    return "load average %.2f %.2f %.2f" % os.getloadavg()
+
+
+def copies_of_perfect(course: Course, key: str, n: int, out: Path) -> None:
+    a, name = key.split("/")
+    source = nbformat.read(course.solutions / a / f"{name}.ipynb", as_version=4)
+    release = nbformat.read(course.root / "release" / a / f"{name}.ipynb", as_version=4)
+    nb = perfect_submission(source, release)
+    for i in range(n):
+        dest = out / f"student{i:04d}" / a / f"{name}.ipynb"
+        dest.parent.mkdir(parents=True)
+        nbformat.write(nb, dest)
+
+
+def grade_copies(key: str, n: int, jobs: int, tmp: Path):
+    course = Course(build=tmp / f"course-{jobs}", release_dir=tmp / f"release-{jobs}")
+    course.release([key.split("/")[0]], write_release=False)
+    subs = tmp / f"subs-{jobs}"
+    copies_of_perfect(course, key, n, subs)
+    t0 = time.perf_counter()
+    batch = course.autograde(subs, jobs=jobs, progress=False)
+    wall = time.perf_counter() - t0
+    assert not batch.failures, batch.failures
+    return wall, batch
+
+
+def cmd_speedup(args):
+    with tempfile.TemporaryDirectory() as tmp:
+        print(f"{args.n} copies of {args.notebook}'s perfect submission; {load()}")
+        walls = {}
+        for jobs in (1, 2):
+            walls[jobs], batch = grade_copies(args.notebook, args.n, jobs, Path(tmp))
+            seconds = sorted(batch.graded.values())
+            print(f"jobs={jobs}: {walls[jobs]:7.1f} s wall, {args.n / walls[jobs]:.2f} "
+                  f"submissions/s, median job {statistics.median(seconds):.1f} s; {load()}")
+        print(f"speed-up jobs=2 vs jobs=1: {walls[1] / walls[2]:.2f}x (goal >= 1.7x)")
 
 
 def plain_seconds(path: Path) -> float:
+    from nbclient import NotebookClient
+
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as cwd:
         t0 = time.perf_counter()
@@ -44,47 +93,89 @@ def plain_seconds(path: Path) -> float:
         return time.perf_counter() - t0
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("assignment", nargs="*")
-    parser.add_argument("--solutions", type=Path, default=REPO / "solutions")
-    args = parser.parse_args(argv)
-    import warnings
-
-    warnings.filterwarnings("ignore")  # nbgrader 0.9.6's SQLAlchemy deprecation chatter
+def cmd_overhead(args):
     os.environ["COURSE_FAST"] = "1"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as in a graded kernel with jobs=2
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        course = Course(solutions=args.solutions, build=tmp / "course",
-                        release_dir=tmp / "release")
-        assignments = course.release(args.assignment or None)
-        subs = tmp / "submissions"
-        expected = write_examples(course, subs, assignments)
-        by_notebook: dict[str, list[tuple[str, float, float]]] = {}
-        for student in sorted(expected):
-            for key in sorted(expected[student]):
-                a, nb = key.split("/")
-                path = subs / student / a / f"{nb}.ipynb"
-                plain = plain_seconds(path)
-                one = tmp / "one" / student
-                one.mkdir(parents=True)
-                (one / a).mkdir()
-                (one / a / f"{nb}.ipynb").write_bytes(path.read_bytes())
-                run = course.autograde(tmp / "one", assignment=a, progress=None)
-                graded = sum(run.seconds.values())
-                (one / a / f"{nb}.ipynb").unlink()
-                (one / a).rmdir()
-                one.rmdir()
-                by_notebook.setdefault(key, []).append((student, plain, graded))
-                print(f"{key:<32} {student:<40} plain {plain:6.1f} s   graded {graded:6.1f} s",
-                      flush=True)
-        print(f"\n{'notebook':<32} {'n':>3} {'median plain s':>15} {'median graded s':>16} "
-              f"{'median overhead s':>18}")
-        for key, rows in sorted(by_notebook.items()):
-            plain = statistics.median(r[1] for r in rows)
-            graded = statistics.median(r[2] for r in rows)
-            overhead = statistics.median(r[2] - r[1] for r in rows)
-            print(f"{key:<32} {len(rows):>3} {plain:>15.1f} {graded:>16.1f} {overhead:>18.1f}")
+        wall, batch = grade_copies(args.notebook, args.n, 1, tmp)
+        a, name = args.notebook.split("/")
+        plain = [plain_seconds(tmp / "subs-1" / f"student{i:04d}" / a / f"{name}.ipynb")
+                 for i in range(args.n)]
+        graded = list(batch.graded.values())
+        print(f"{args.notebook}, {args.n} submissions, one job at a time; {load()}")
+        print(f"plain nbclient run: median {statistics.median(plain):.2f} s")
+        print(f"graded (job):       median {statistics.median(graded):.2f} s")
+        print(f"overhead per submission: {statistics.median(graded) - statistics.median(plain):.2f} s"
+              " (goal <= 3 s, sandbox included)")
+        print(f"batch wall time {wall:.1f} s = {wall / args.n:.2f} s per submission "
+              "(includes starting the Dask cluster once)")
+
+
+def cmd_simulate(args):
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        course = Course(MINI, tmp / "course", tmp / "release")
+        course.release()
+        examples = tmp / "examples"
+        write_examples(course, examples)
+        variants = sorted(p for p in examples.rglob("*.ipynb"))
+        subs = tmp / "subs"
+        for i in range(args.n):
+            dest = subs / f"student{i:05d}" / "mini" / "mini.ipynb"
+            dest.parent.mkdir(parents=True)
+            dest.write_bytes(variants[i % len(variants)].read_bytes())
+        print(f"{args.n} submissions of the mini notebook ({len(variants)} variants); {load()}")
+        t0 = time.perf_counter()
+        batch = course.autograde(subs, jobs=args.jobs, progress=True)
+        wall = time.perf_counter() - t0
+        self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        size = (course.root / "gradebook.db").stat().st_size / 2**20
+        print(f"graded {len(batch.graded)} ({len(batch.failures)} failures) with {batch.jobs} "
+              f"job(s) in {wall:.0f} s: {len(batch.graded) / wall:.2f} submissions/s, "
+              f"{wall / args.n:.2f} s each; {load()}")
+        print(f"peak memory: coordinator {self_mb:.0f} MiB, largest child process "
+              f"{child_mb:.0f} MiB; gradebook {size:.1f} MiB")
+
+
+def cmd_project(args):
+    import json
+
+    timings = json.loads(Path(args.timings).read_text())
+    per_student = sum(timings.values())
+    n = args.students * len(timings)
+    cpu = args.students * per_student
+    print(f"{len(timings)} notebooks; one student's whole course takes {per_student:.0f} s "
+          f"of grading (sum of per-notebook job times from {args.timings})")
+    print(f"{args.students} students x {len(timings)} notebooks = {n} notebook runs, "
+          f"{cpu / 3600:.1f} core-hours at {args.efficiency:.0%} parallel efficiency per core")
+    for name, cores in (("1 core", 1), ("16 cores", 16), ("10 nodes x 16 cores", 160)):
+        hours = cpu / (cores * (args.efficiency if cores > 1 else 1.0)) / 3600
+        print(f"  {name:<22} {hours:8.2f} h")
+
+
+def main(argv=None):
+    warnings.filterwarnings("ignore")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("speedup")
+    p.add_argument("--notebook", default="assignment1/knn")
+    p.add_argument("--n", type=int, default=40)
+    p = sub.add_parser("overhead")
+    p.add_argument("--notebook", default="assignment1/knn")
+    p.add_argument("--n", type=int, default=5)
+    p = sub.add_parser("simulate")
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--jobs", type=int)
+    p = sub.add_parser("project")
+    p.add_argument("--timings", default=str(REPO / "build" / "course" / "timings.json"))
+    p.add_argument("--students", type=int, default=500)
+    p.add_argument("--efficiency", type=float, default=0.85,
+                   help="parallel efficiency per core (speed-up / jobs, from `speedup`)")
+    args = parser.parse_args(argv)
+    {"speedup": cmd_speedup, "overhead": cmd_overhead, "simulate": cmd_simulate,
+     "project": cmd_project}[args.what](args)
 
 
 if __name__ == "__main__":

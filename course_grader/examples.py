@@ -1,8 +1,9 @@
 """Example submissions made from the solutions, for the demo and for the pipeline's tests.
 
 For every notebook of the course:
-- `example-perfect`: the release with every solution cell filled from the solution notebook;
-- `example-untouched`: the release as students receive it;
+- `example-perfect-<notebook>`: the release with every solution cell filled from the
+  solution notebook;
+- `example-untouched-<notebook>`: the release as students receive it;
 - `example-bug-<cell>` (`-2`, `-3`... for more bugs in the same cell): the perfect one with one
   planted bug in one solution cell, as listed in solutions/planted_bugs.json:
 
@@ -88,7 +89,9 @@ def write_examples(course, out: Path, assignments=None, bugs_per_assignment=None
             source_nb = nbformat.read(src_path, as_version=4)
             release_nb = nbformat.read(release_path, as_version=4)
             perfect = perfect_submission(source_nb, release_nb)
-            variants = {"example-perfect": (perfect, []), "example-untouched": (release_nb, None)}
+            # One example student per notebook: each is a job of its own, so they spread.
+            variants = {f"example-perfect-{name}": (perfect, []),
+                        f"example-untouched-{name}": (release_nb, None)}
             for bug in bugs.get(f"{a}/{name}", []):
                 student = f"example-bug-{bug['cell']}"
                 n = 2

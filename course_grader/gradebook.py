@@ -76,52 +76,14 @@ def merge(gb, result: dict, fingerprint: str) -> bool:
 
     Returns False (and writes nothing) when this very result was merged before.
     """
-    from nbgrader.api import (Comment, Grade, Student, SubmittedAssignment,
-                              SubmittedNotebook)
-
     assignment, student = result["assignment"], result["student"]
     if merged_key(gb, assignment, student) == (result["files_sha256"], fingerprint):
         return False
     db = gb.db
     try:
         a = gb.find_assignment(assignment)
-        who = db.get(Student, student)
-        if who is None:
-            who = Student(id=student)
-            db.add(who)
-        sub = db.query(SubmittedAssignment).filter_by(assignment_id=a.id,
-                                                      student_id=student).one_or_none()
-        if sub is None:
-            sub = SubmittedAssignment(assignment=a, student=who)
-            db.add(sub)
-        existing = {n.notebook.name: n for n in sub.notebooks}
-        for nb in a.notebooks:
-            snb = existing.get(nb.name)
-            if snb is None:
-                # SQLAlchemy 2 does not cascade along backrefs: add each new object.
-                snb = SubmittedNotebook(notebook=nb, assignment=sub)
-                db.add(snb)
-            found = result["notebooks"].get(nb.name) or {}
-            grades = {g.cell_id: g for g in snb.grades}
-            for cell in list(nb.grade_cells) + list(nb.task_cells):
-                g = grades.get(cell.id)
-                if g is None:
-                    g = Grade(cell_id=cell.id, notebook=snb)
-                    db.add(g)
-                values = found.get("grades", {}).get(cell.name, {})
-                g.auto_score = values.get("auto_score")
-                g.manual_score = values.get("manual_score")
-                g.extra_credit = values.get("extra_credit")
-                g.needs_manual_grade = bool(values.get("needs_manual_grade", False))
-            comments = {c.cell_id: c for c in snb.comments}
-            for cell in list(nb.solution_cells) + list(nb.task_cells):
-                c = comments.get(cell.id)
-                if c is None:
-                    c = Comment(cell_id=cell.id, notebook=snb)
-                    db.add(c)
-                values = found.get("comments", {}).get(cell.name, {})
-                c.auto_comment = values.get("auto_comment")
-                c.manual_comment = values.get("manual_comment")
+        with db.no_autoflush:  # build the whole submission, then write it at once
+            _fill_submission(db, a, student, result)
         db.execute(text("INSERT OR REPLACE INTO course_grader_merge VALUES "
                         "(:a, :s, :h, :f, :n, :t)"),
                    {"a": assignment, "s": student, "h": result["files_sha256"],
@@ -132,6 +94,50 @@ def merge(gb, result: dict, fingerprint: str) -> bool:
         db.rollback()
         raise
     return True
+
+
+def _fill_submission(db, a, student, result):
+    """Create or update the submission's notebooks, grades and comments in the session."""
+    from nbgrader.api import (Comment, Grade, Student, SubmittedAssignment,
+                              SubmittedNotebook)
+
+    who = db.get(Student, student)
+    if who is None:
+        who = Student(id=student)
+        db.add(who)
+    sub = db.query(SubmittedAssignment).filter_by(assignment_id=a.id,
+                                                  student_id=student).one_or_none()
+    if sub is None:
+        sub = SubmittedAssignment(assignment=a, student=who)
+        db.add(sub)
+    existing = {n.notebook.name: n for n in sub.notebooks}
+    for nb in a.notebooks:
+        snb = existing.get(nb.name)
+        if snb is None:
+            # SQLAlchemy 2 does not cascade along backrefs: add each new object.
+            snb = SubmittedNotebook(notebook=nb, assignment=sub)
+            db.add(snb)
+        found = result["notebooks"].get(nb.name) or {}
+        grades = {g.cell_id: g for g in snb.grades}
+        for cell in list(nb.grade_cells) + list(nb.task_cells):
+            g = grades.get(cell.id)
+            if g is None:
+                g = Grade(cell_id=cell.id, notebook=snb)
+                db.add(g)
+            values = found.get("grades", {}).get(cell.name, {})
+            g.auto_score = values.get("auto_score")
+            g.manual_score = values.get("manual_score")
+            g.extra_credit = values.get("extra_credit")
+            g.needs_manual_grade = bool(values.get("needs_manual_grade", False))
+        comments = {c.cell_id: c for c in snb.comments}
+        for cell in list(nb.solution_cells) + list(nb.task_cells):
+            c = comments.get(cell.id)
+            if c is None:
+                c = Comment(cell_id=cell.id, notebook=snb)
+                db.add(c)
+            values = found.get("comments", {}).get(cell.name, {})
+            c.auto_comment = values.get("auto_comment")
+            c.manual_comment = values.get("manual_comment")
 
 
 def integrity_problems(path: Path) -> list[str]:

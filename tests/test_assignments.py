@@ -52,7 +52,7 @@ def test_grading_is_exact_and_every_solution_notebook_runs_top_to_bottom(assignm
     rows = course.grade_rows(batch)
     assert scoring_problems(rows, expected) == []
     for source in sorted((REPO / "solutions" / assignment).glob("*.ipynb")):
-        path = course.root / "autograded" / "example-perfect" / assignment / source.name
+        path = course.root / "autograded" / f"example-perfect-{source.stem}" / assignment / source.name
         nb = nbformat.read(path, as_version=4)
         errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(nb.cells)
                   if c.cell_type == "code" for o in c.get("outputs", [])

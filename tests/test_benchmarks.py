@@ -32,3 +32,14 @@ def test_bench_training_prints_layers_and_model_steps():
                  "FullyConnectedNet", "CaptioningRNN"):
         assert name in out, name
     assert "--backend cupy" in out  # says how to get the GPU columns on this CPU machine
+
+
+@pytest.mark.slow
+def test_bench_grading_simulates_a_batch_and_projects_a_term(tmp_path):
+    out = run("bench_grading.py", "simulate", "--n", "6", "--jobs", "2")
+    assert "graded 6 (0 failures) with 2 job(s)" in out and "peak memory" in out
+    timings = tmp_path / "timings.json"
+    timings.write_text('{"a/x": 10.0, "a/y": 20.0}')
+    out = run("bench_grading.py", "project", "--timings", str(timings), "--students", "500")
+    assert "500 students x 2 notebooks = 1000 notebook runs" in out
+    assert "16 cores" in out and "10 nodes x 16 cores" in out

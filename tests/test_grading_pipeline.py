@@ -90,10 +90,10 @@ def _by_cell(rows, student):
 
 
 def test_perfect_submission_scores_full_marks_and_untouched_release_scores_zero(graded):
-    perfect = _by_cell(graded["rows"], "example-perfect")
+    perfect = _by_cell(graded["rows"], "example-perfect-mini")
     assert perfect["scale_tests"].score == 2 and perfect["relu_tests"].score == 3
     assert perfect["question_relu"].status == "needs manual grading"
-    untouched = _by_cell(graded["rows"], "example-untouched")
+    untouched = _by_cell(graded["rows"], "example-untouched-mini")
     assert all(r.score == 0 for r in untouched.values()), untouched
     assert "still the release's stub" in untouched["scale_tests"].reason
 
@@ -116,7 +116,7 @@ def test_demo_check_accepts_exact_grading_and_flags_a_wrong_expectation(graded):
     wrong["example-bug-scale_solution"]["mini/mini"] = ["relu_tests"]  # the other part
     problems = scoring_problems(rows, wrong)
     assert len(problems) == 2 and all("example-bug-scale_solution" in p for p in problems)
-    wrong = {"example-perfect": {"mini/mini": None}}  # as if it were the untouched release
+    wrong = {"example-perfect-mini": {"mini/mini": None}}  # as if it were the untouched release
     assert scoring_problems(rows, wrong)
 
 
@@ -157,7 +157,7 @@ def test_no_submission_changed_any_file_or_the_gradebook(graded):
     assert graded["after"] == graded["before"]  # every submitted file, byte for byte
     assert integrity_problems(course.root / "gradebook.db") == []
     with course.gradebook() as gb:
-        for student in ("example-perfect", "ok", "spawner", "writer", "vandal", "forkbomb",
+        for student in ("example-perfect-mini", "ok", "spawner", "writer", "vandal", "forkbomb",
                         "filler"):
             sub = gb.find_submission("mini", student)
             assert sub.score == 5, (student, sub.score)  # 2 + 3 automatic, 1 manual pending
