@@ -11,6 +11,8 @@ from pathlib import Path
 from .course import NOT_SUBMITTED, REPO, Course
 from .job import Limits
 
+DEFAULT_BUILD = REPO / "build" / "course"
+
 
 def _course(args) -> Course:
     isolation = "none" if getattr(args, "no_isolation", False) else args.isolation
@@ -108,24 +110,29 @@ def cmd_demo(args):
     from .batch import run_batch
     from .examples import scoring_problems, write_examples
 
+    import shutil
+
     course = _course(args)
+    if args.build == DEFAULT_BUILD:  # the demo never mixes its examples into a real course
+        course.root = course.root.parent / "demo"
     t0 = time.perf_counter()
+    for graded_state in ("autograded", "feedback", "journal", "incidents", "gradebook.db"):
+        path = course.root / graded_state
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     released = course.release(args.assignment and [args.assignment])
     print(f"1/4 Released {', '.join(released)} into {course.release_dir}")
     examples = course.root.parent / "example_submissions"
-    import shutil
-
     shutil.rmtree(examples, ignore_errors=True)
     expected = write_examples(course, examples, released,
-                              bugs_per_assignment=None if args.all else 2)
+                              bugs_per_assignment=None if args.all else 1)
     which = "every example" if args.all else "a sample: perfect and untouched of every " \
-        "notebook, two planted bugs per assignment; --all for every example"
+        "notebook, one planted bug per assignment; --all for every example"
     print(f"2/4 Wrote {len(expected)} example submissions ({which}) to {examples}")
     batch = run_batch(course, examples, jobs=args.jobs, scheduler=args.scheduler,
                       trusted=True)
     print(f"3/4 Autograded them with nbgrader, {batch.jobs} job(s) at a time "
           f"({batch.isolation} sandbox)")
-    feedback = course.feedback() if batch.graded else []
+    feedback = course.feedback(jobs=batch.jobs or 1) if batch.graded else []
     rows = course.grade_rows(batch)
     csv_path = course.write_grades_csv(course.root / "grades.csv", rows)
     print(f"4/4 Feedback HTML for {len(feedback)} notebook(s) under {course.root / 'feedback'}\n")
@@ -152,8 +159,9 @@ def main(argv=None):
     warnings.filterwarnings("ignore", message=".*not in session.*")
     parser = argparse.ArgumentParser(prog="course", description=__doc__)
     parser.add_argument("--solutions", type=Path, default=REPO / "solutions")
-    parser.add_argument("--build", type=Path, default=REPO / "build" / "course",
-                        help="the nbgrader course folder this command builds and uses")
+    parser.add_argument("--build", type=Path, default=DEFAULT_BUILD,
+                        help="the nbgrader course folder this command builds and uses "
+                             "(the demo's default is build/demo)")
     parser.add_argument("--release-dir", type=Path, default=REPO / "assignments")
     parser.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell")
     parser.add_argument("--notebook-timeout", type=int, default=900,

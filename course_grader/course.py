@@ -219,19 +219,27 @@ class Course:
                          trusted=trusted)
 
     # ---- feedback and grades ---------------------------------------------------------------
-    def feedback(self, assignment=None) -> list[Path]:
-        """nbgrader's feedback HTML (hidden tests stripped) for every graded assignment."""
+    def feedback(self, assignment=None, jobs=1) -> list[Path]:
+        """nbgrader's feedback HTML (hidden tests stripped) for every graded assignment,
+        `jobs` assignments at a time (each in a process of its own)."""
         graded = sorted({p.name for p in (self.root / "autograded").glob("*/*") if p.is_dir()})
         wanted = [assignment] if assignment else graded
-        api = self.api()
         for a in wanted:
             if a not in graded:
                 raise ValueError(f"no graded submissions of {a!r} yet: run `course autograde` "
                                  "first" + (f" (graded so far: {', '.join(graded)})" if graded else ""))
-            result = api.generate_feedback(a, force=True)
-            if not result["success"]:
-                raise RuntimeError(f"nbgrader generate_feedback failed for {a}:\n"
-                                   f"{_last_error(result)}")
+        if jobs > 1 and len(wanted) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(min(jobs, len(wanted)),
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+                errors = list(pool.map(_feedback_for, [self] * len(wanted), wanted))
+        else:
+            errors = [_feedback_for(self, a) for a in wanted]
+        for a, error in zip(wanted, errors, strict=True):
+            if error:
+                raise RuntimeError(f"nbgrader generate_feedback failed for {a}:\n{error}")
         return sorted((self.root / "feedback").rglob("*.html"))
 
     def grade_rows(self, batch=None) -> list[GradedRow]:
@@ -310,6 +318,15 @@ class Course:
             for r in rows:
                 w.writerow(r.as_dict())
         return path
+
+
+def _feedback_for(course: Course, assignment: str) -> str:
+    """Run nbgrader's GenerateFeedback for one assignment; '' or the error."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*not in session.*")
+    result = course.api().generate_feedback(assignment, force=True)
+    return "" if result["success"] else _last_error(result)
 
 
 def _last_error(result) -> str:
