@@ -129,3 +129,22 @@ def test_a_killed_coordinator_resumes_without_losing_or_repeating_work(slow_batc
     assert f"{saved} from the journal" in resumed.stdout
     _graded_once(course)
     assert leftovers() == []
+
+
+def test_jobs_run_on_a_separate_dask_cluster_given_by_its_address(tmp_path):
+    """--scheduler: the same jobs on a cluster the coordinator did not start (here a local
+    one with its own worker process); everything a job needs travels with it."""
+    from dask.distributed import LocalCluster
+
+    from course_grader.examples import write_examples
+
+    course = Course(FIXTURE, tmp_path / "course", tmp_path / "assignments")
+    course.release()
+    expected = write_examples(course, tmp_path / "submissions")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        batch = course.autograde(tmp_path / "submissions", scheduler=cluster.scheduler_address,
+                                 progress=False)
+    assert not batch.failures and len(batch.graded) == len(expected)
+    from course_grader.examples import scoring_problems
+    assert scoring_problems(course.grade_rows(batch), expected) == []
