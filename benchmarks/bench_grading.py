@@ -6,7 +6,7 @@ figure; numbers taken under load say little):
     .venv/bin/python benchmarks/bench_grading.py speedup   # N copies of one notebook, --jobs 1 vs 2
     .venv/bin/python benchmarks/bench_grading.py overhead  # graded vs plain nbclient run, per submission
     .venv/bin/python benchmarks/bench_grading.py simulate  # a 1,000-submission batch of the mini notebook
-    .venv/bin/python benchmarks/bench_grading.py project --timings build/course/timings.json
+    .venv/bin/python benchmarks/bench_grading.py project   # 500 students x 28 notebooks, from the demo
 
 speedup:  --notebook assignment1/knn --n 40: the perfect submission under N student ids,
           graded with jobs=1 and then jobs=2, each in a fresh course folder (goal >= 1.7x).
@@ -17,8 +17,9 @@ overhead: --notebook ... --n 5: per submission, `plain` = executing the same not
 simulate: --n 1000: the mini assignment's examples repeated to N submissions, default jobs;
           throughput, and the peak memory of the coordinator and of the largest child.
 project:  a projection on paper for 500 students x 28 notebooks on 16 cores and on a
-          10-node cluster, from per-notebook grading times (timings.json of a `course demo
-          --all` run) and the measured parallel efficiency.
+          10-node cluster, from the per-notebook job times of a `course demo` run
+          (build/demo/journal) and a parallel efficiency per core (--efficiency, measured
+          by `speedup`).
 """
 from __future__ import annotations
 
@@ -139,17 +140,31 @@ def cmd_simulate(args):
               f"{child_mb:.0f} MiB; gradebook {size:.1f} MiB")
 
 
-def cmd_project(args):
+def notebook_seconds(journal: Path) -> dict[str, float]:
+    """Median job seconds per notebook, from the one-notebook results of a journal."""
     import json
 
-    timings = json.loads(Path(args.timings).read_text())
-    per_student = sum(timings.values())
-    n = args.students * len(timings)
+    found: dict[str, list[float]] = {}
+    for path in journal.glob("*/*.json"):
+        result = json.loads(path.read_text())
+        if len(result.get("notebooks", {})) == 1:
+            (nb,) = result["notebooks"]
+            found.setdefault(f"{result['assignment']}/{nb}", []).append(result["seconds"])
+    return {k: statistics.median(v) for k, v in sorted(found.items())}
+
+
+def cmd_project(args):
+    seconds = notebook_seconds(Path(args.journal))
+    if not seconds:
+        raise SystemExit(f"no one-notebook results under {args.journal}: run `course demo` first")
+    per_student = sum(seconds.values())
+    n = args.students * len(seconds)
     cpu = args.students * per_student
-    print(f"{len(timings)} notebooks; one student's whole course takes {per_student:.0f} s "
-          f"of grading (sum of per-notebook job times from {args.timings})")
-    print(f"{args.students} students x {len(timings)} notebooks = {n} notebook runs, "
-          f"{cpu / 3600:.1f} core-hours at {args.efficiency:.0%} parallel efficiency per core")
+    print(f"{len(seconds)} notebooks; one student's whole course takes {per_student:.0f} s of "
+          f"grading (median job seconds per notebook, perfect/untouched/buggy mixed, from "
+          f"{args.journal})")
+    print(f"{args.students} students x {len(seconds)} notebooks = {n} notebook runs, "
+          f"{cpu / 3600:.1f} core-hours; {args.efficiency:.0%} parallel efficiency per core")
     for name, cores in (("1 core", 1), ("16 cores", 16), ("10 nodes x 16 cores", 160)):
         hours = cpu / (cores * (args.efficiency if cores > 1 else 1.0)) / 3600
         print(f"  {name:<22} {hours:8.2f} h")
@@ -169,7 +184,7 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--jobs", type=int)
     p = sub.add_parser("project")
-    p.add_argument("--timings", default=str(REPO / "build" / "course" / "timings.json"))
+    p.add_argument("--journal", default=str(REPO / "build" / "demo" / "journal"))
     p.add_argument("--students", type=int, default=500)
     p.add_argument("--efficiency", type=float, default=0.85,
                    help="parallel efficiency per core (speed-up / jobs, from `speedup`)")

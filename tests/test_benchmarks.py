@@ -1,5 +1,6 @@
 """The benchmark scripts run and print their tables (smoke test: one repeat, one dtype).
 Their figures are not asserted: speed goals live in the printed numbers, not in tests."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -38,8 +39,12 @@ def test_bench_training_prints_layers_and_model_steps():
 def test_bench_grading_simulates_a_batch_and_projects_a_term(tmp_path):
     out = run("bench_grading.py", "simulate", "--n", "6", "--jobs", "2")
     assert "graded 6 (0 failures) with 2 job(s)" in out and "peak memory" in out
-    timings = tmp_path / "timings.json"
-    timings.write_text('{"a/x": 10.0, "a/y": 20.0}')
-    out = run("bench_grading.py", "project", "--timings", str(timings), "--students", "500")
+    for student, nb, seconds in (("s1", "x", 10.0), ("s2", "y", 20.0), ("s3", "y", 30.0)):
+        result = {"assignment": "a", "student": student, "seconds": seconds,
+                  "notebooks": {nb: {}}}
+        (tmp_path / "a").mkdir(exist_ok=True)
+        (tmp_path / "a" / f"{student}.json").write_text(json.dumps(result))
+    out = run("bench_grading.py", "project", "--journal", str(tmp_path), "--students", "500")
+    assert "one student's whole course takes 35 s" in out  # 10 + median(20, 30)
     assert "500 students x 2 notebooks = 1000 notebook runs" in out
     assert "16 cores" in out and "10 nodes x 16 cores" in out
