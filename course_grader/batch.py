@@ -124,9 +124,8 @@ def run_batch(course, folder: Path, assignment=None, jobs=None, scheduler=None,
     needed = sorted({s.assignment for s in good})
     course.ensure_templates(needed)
     jobs = jobs or default_jobs(limits.memory_mb)
-    if limits.threads <= 1:
-        cores = os.cpu_count() or 1
-        limits = Limits(**{**limits.__dict__, "threads": max(1, cores // jobs)})
+    if limits.threads <= 0:  # share the cores among the kernels running at once
+        limits = Limits(**{**limits.__dict__, "threads": max(1, (os.cpu_count() or 1) // jobs)})
     templates = {a: pack_folder(course.template(a)) for a in needed}
     fingerprints = {a: hashlib.sha256(templates[a] + limits.fingerprint().encode()).hexdigest()
                     for a in needed}

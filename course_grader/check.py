@@ -37,7 +37,10 @@ def check_notebook(path: Path, limits: Limits) -> CheckReport:
     if isolation == "auto" and detect().method == "none":
         isolation = "none"  # your own code on your own machine: nothing to protect
         lines.append("(no sandbox on this machine: the checks run without one)")
-    config = grading_config(path.parent, Limits(**{**limits.__dict__, "isolation": isolation}))
+    import os
+
+    config = grading_config(path.parent, Limits(**{**limits.__dict__, "isolation": isolation,
+                                                    "threads": os.cpu_count() or 1}))
     executor = SandboxedExecute(config=config)
     executor.incident_dir = ""
     resources = {"metadata": {"path": str(path.parent)},

@@ -50,11 +50,13 @@ class Limits:
     disk_mb: int = 512  # the kernel's writable working folder (tmpfs)
     isolation: str = "auto"  # auto | bwrap | unshare | none
     fast: bool = True  # COURSE_FAST=1: smaller data, same code; graded tests do not depend on it
-    threads: int = 1  # BLAS threads per kernel
+    threads: int = 0  # BLAS threads per kernel (0: the batch picks cores / jobs)
     data_dir: str = ""  # CIFAR-10/COCO folder shown read-only to kernels
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+        """What a grade depends on (not the thread count, which only changes speed)."""
+        settings = {k: v for k, v in asdict(self).items() if k != "threads"}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
