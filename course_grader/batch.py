@@ -41,10 +41,6 @@ class BatchResult:
     isolation: str = ""
     jobs: int = 0
 
-    @property
-    def seconds(self):
-        return {(s, a): t for (a, s), t in self.graded.items()}
-
 
 def default_jobs(memory_mb: int) -> int:
     """The number of cores, capped by memory / the per-kernel memory limit."""
@@ -113,8 +109,6 @@ def apply_result(course, gb, result: dict, fingerprint: str) -> bool:
 
 def run_batch(course, folder: Path, assignment=None, jobs=None, scheduler=None,
               resume=False, progress=True, trusted=False) -> BatchResult:
-    from .course import write_json_atomically
-
     say = (lambda *a: print(*a, file=sys.stderr)) if progress else (lambda *a: None)
     found = discover(folder, course.notebooks(), assignment)
     batch = BatchResult(problems=[s for s in found if s.problem])
@@ -171,6 +165,14 @@ def run_batch(course, folder: Path, assignment=None, jobs=None, scheduler=None,
                     timings[f"{a}/{nb}"] = round(per_notebook, 2)
                 write_json_atomically(timings_path, timings)
     return batch
+
+
+def write_json_atomically(path: Path, data) -> None:
+    """Write a journal entry so that a crash leaves the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
 
 
 def job_scratch(course) -> Path:

@@ -8,7 +8,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from .course import NOT_SUBMITTED, REPO, Course
+from .course import REPO, Course
 from .job import Limits
 
 DEFAULT_BUILD = REPO / "build" / "course"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import filecmp
 import hashlib
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import nbformat
 from . import gradebook as gradebook_writer
 from . import incidents
 from .execute import make_learning_snapshot
-from .job import Limits, ensure_tools_on_path, grading_config
+from .job import Limits, ensure_tools_on_path, grading_config, last_error
 
 REPO = Path(__file__).resolve().parents[1]
 GRADER_VERDICTS = ("CellTimeoutError", "KernelDied", "NotebookTimeout", "ShortcutError")
@@ -326,13 +325,7 @@ def _feedback_for(course: Course, assignment: str) -> str:
 
     warnings.filterwarnings("ignore", message=".*not in session.*")
     result = course.api().generate_feedback(assignment, force=True)
-    return "" if result["success"] else _last_error(result)
-
-
-def _last_error(result) -> str:
-    text = (result.get("error") or result.get("log") or "").strip().splitlines()
-    errors = [line for line in text if "ERROR" in line or "Error" in line]
-    return (errors or text or ["unknown error"])[-1][:300]
+    return "" if result["success"] else last_error(result)
 
 
 def _notebook_max(gb, assignment, notebook) -> float:
@@ -379,10 +372,3 @@ def _dircmp_differences(cmp, prefix):
     for name, sub in cmp.subdirs.items():
         diffs += _dircmp_differences(sub, f"{prefix}/{name}")
     return diffs
-
-
-def write_json_atomically(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)

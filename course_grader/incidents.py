@@ -27,10 +27,3 @@ def record(folder, info: dict, lines: list[str]) -> None:
 def read(folder, assignment: str, student: str, notebook: str) -> list[str]:
     path = incident_file(folder, assignment, student, notebook)
     return json.loads(path.read_text()) if path.exists() else []
-
-
-def clear(folder, assignment: str, student: str) -> None:
-    """Forget earlier runs' incidents before a submission is graded again."""
-    path = Path(folder) / assignment / student
-    for f in path.glob("*.json") if path.is_dir() else []:
-        f.unlink()

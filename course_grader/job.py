@@ -173,7 +173,7 @@ def _run_autograde(course: Path, config: Config, spec: JobSpec) -> dict:
         # submission is written all the same (nbgrader adds it explicitly).
         warnings.filterwarnings("ignore", message=".*not in session.*")
         outcome = api.autograde(spec.assignment, spec.student, force=True, create=True)
-    result = {"success": bool(outcome["success"]), "error": _last_error(outcome)
+    result = {"success": bool(outcome["success"]), "error": last_error(outcome)
               if not outcome["success"] else "", "log": (outcome.get("log") or "")[-4000:],
               "notebooks": {}}
     autograded = course / "autograded" / spec.student / spec.assignment
@@ -201,7 +201,7 @@ def _run_autograde(course: Path, config: Config, spec: JobSpec) -> dict:
     return result
 
 
-def _last_error(result) -> str:
+def last_error(result) -> str:
     text = (result.get("error") or result.get("log") or "").strip().splitlines()
     errors = [line for line in text if "ERROR" in line or "Error" in line]
     return (errors or text or ["unknown error"])[-1][:300]

@@ -55,13 +55,6 @@ class Isolation:
     why_not: list[str] = field(default_factory=list)
     process_cap: str = ""  # 'cgroup', 'rlimit' or '' (no cap possible)
 
-    def describe(self) -> str:
-        if self.method == "none":
-            return "no isolation: student code runs with the grader's permissions"
-        cap = {"cgroup": "a pids cgroup", "rlimit": "RLIMIT_NPROC"}.get(self.process_cap,
-                                                                         "no process cap")
-        return f"{self.method} sandbox (no network, read-only system, {cap})"
-
 
 def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
