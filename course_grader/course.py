@@ -15,7 +15,6 @@ job.py), GenerateFeedback for feedback, and nbgrader's SQLite gradebook for the 
 from __future__ import annotations
 
 import csv
-import filecmp
 import hashlib
 import shutil
 from dataclasses import dataclass
@@ -194,18 +193,6 @@ class Course:
         if stale:
             self.release(stale, write_release=False)
 
-    def release_is_current(self) -> list[str]:
-        """Files in assignments/ that differ from a fresh release (empty when up to date)."""
-        fresh = Course(self.solutions, self.root.parent / (self.root.name + "-check"),
-                       self.root.parent / (self.root.name + "-check") / "assignments")
-        fresh.release()
-        stale = []
-        for a in self.assignments():
-            cmp = filecmp.dircmp(fresh.release_dir / a, self.release_dir / a)
-            stale += _dircmp_differences(cmp, a)
-        shutil.rmtree(fresh.root, ignore_errors=True)
-        return stale
-
     # ---- autograde -------------------------------------------------------------------------
     def autograde(self, folder, assignment=None, jobs=None, scheduler=None, resume=False,
                   progress=True, trusted=False):
@@ -365,10 +352,3 @@ def failure_message(cell) -> str:
     if stderr:
         return ("wrote to stderr (nbgrader scores that 0): " + stderr[0].get("text", ""))[:300]
     return ""
-
-
-def _dircmp_differences(cmp, prefix):
-    diffs = [f"{prefix}/{n}" for n in cmp.left_only + cmp.right_only + cmp.diff_files]
-    for name, sub in cmp.subdirs.items():
-        diffs += _dircmp_differences(sub, f"{prefix}/{name}")
-    return diffs

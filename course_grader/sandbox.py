@@ -53,7 +53,6 @@ class Isolation:
 
     method: str
     why_not: list[str] = field(default_factory=list)
-    process_cap: str = ""  # 'cgroup', 'rlimit' or '' (no cap possible)
 
 
 def _is_root() -> bool:
@@ -120,12 +119,11 @@ def detect(refresh: bool = False) -> Isolation:
     if not sys.platform.startswith("linux"):
         _DETECTED = Isolation("none", [f"{sys.platform} has no Linux namespaces"])
         return _DETECTED
-    cap = "cgroup" if _pids_cgroup_root() else ("" if _is_root() else "rlimit")
     reasons = []
     for method in ("bwrap", "unshare"):
         reason = why_not(method)
         if reason is None:
-            _DETECTED = Isolation(method, reasons, cap)
+            _DETECTED = Isolation(method, reasons)
             return _DETECTED
         reasons.append(reason)
     _DETECTED = Isolation("none", reasons)
@@ -169,18 +167,19 @@ class Sandbox:
                      str(self.cgroup)] + inner
         return inner
 
-    def _readonly_paths(self) -> list[str]:
-        """The system and Python paths, then this job's own folders (which may lie below
-        /tmp: they are mounted after the sandbox's /tmp)."""
+    @staticmethod
+    def _system_paths() -> list[str]:
+        """The system and Python paths every kernel reads."""
         paths = [p for p in SYSTEM_DIRS if os.path.lexists(p)]
         paths += [f"/etc/{name}" for name in ETC_FILES if os.path.lexists(f"/etc/{name}")]
-        return paths + _python_roots() + [str(p) for p in self.rodirs]
+        return paths + _python_roots()
 
     def _bwrap(self, argv):
         cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session",
                "--cap-drop", "ALL", "--dev", "/dev", "--proc", "/proc",
                "--size", str(self.disk_mb << 20), "--tmpfs", "/tmp"]
-        for path in self._readonly_paths():
+        # The job's own folders may lie below /tmp: they are mounted after the sandbox's /tmp.
+        for path in self._system_paths() + [str(p) for p in self.rodirs]:
             if os.path.islink(path):  # /bin -> usr/bin on merged-/usr systems
                 cmd += ["--symlink", os.readlink(path), path]
             else:
@@ -213,8 +212,7 @@ class Sandbox:
                 out.append(f"mount -o remount,bind,ro $R{shlex.quote(dst)}")
             return out
 
-        system = self._readonly_paths()[:-len(self.rodirs) or None]
-        for path in system:
+        for path in self._system_paths():
             if os.path.islink(path):
                 lines.append(f"ln -s {shlex.quote(os.readlink(path))} $R{shlex.quote(path)}")
             else:
