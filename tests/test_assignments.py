@@ -25,36 +25,60 @@ def _differences(cmp, prefix=""):
     return diffs
 
 
-@pytest.mark.skipif(not SOURCES, reason="no assignment notebooks yet")
-def test_committed_release_is_what_nbgrader_generates_from_solutions(tmp_path):
-    course = Course(build=tmp_path / "course", release_dir=tmp_path / "assignments")
+NOTEBOOKS = [f"{p.parent.name}/{p.stem}" for p in SOURCES]
+
+
+@pytest.fixture(scope="module")
+def released(tmp_path_factory):
+    """One nbgrader release of every assignment, shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("released")
+    course = Course(build=tmp / "course", release_dir=tmp / "assignments")
     course.release()
+    return course, tmp
+
+
+@pytest.mark.skipif(not SOURCES, reason="no assignment notebooks yet")
+def test_committed_release_is_what_nbgrader_generates_from_solutions(released):
+    course, tmp = released
     committed = REPO / "assignments"
     assert sorted(p.name for p in committed.iterdir() if p.is_dir()) == ASSIGNMENTS
-    diffs = _differences(filecmp.dircmp(tmp_path / "assignments", committed, ignore=[]))
+    diffs = _differences(filecmp.dircmp(tmp / "assignments", committed, ignore=[]))
     assert not diffs, (f"assignments/ is out of date with solutions/ ({diffs}); "
                        "run `course release` and commit the result")
 
 
+@pytest.fixture(scope="module")
+def graded(released):
+    """Every example submission of the course (the perfect one, the untouched release and
+    every planted bug of every notebook) graded in ONE batch by the real pipeline: parallel
+    jobs, slowest notebooks first, the sandbox where there is one. One batch keeps both
+    cores busy to the end; the per-notebook tests below only read its results."""
+    course, tmp = released
+    expected = write_examples(course, tmp / "submissions")
+    batch = course.autograde(tmp / "submissions", progress=False, trusted=True)
+    return course, expected, batch, course.grade_rows(batch)
+
+
+# The first test pays for the whole batch (about 300 notebook runs): its timeout covers that.
 @pytest.mark.slow
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_grading_is_exact_and_every_solution_notebook_runs_top_to_bottom(assignment, tmp_path):
-    """Every example of the assignment graded by the real pipeline (parallel jobs, sandbox
-    where there is one): the perfect submissions score full marks, the untouched release 0,
-    each planted bug loses exactly its parts. The perfect submission is the solution
-    notebook itself (answers, visible and hidden tests), so its autograded copy having no
-    error in any cell is the top-to-bottom run of the solution, done once."""
-    course = Course(build=tmp_path / "course", release_dir=tmp_path / "assignments")
-    course.release([assignment], write_release=False)
-    expected = write_examples(course, tmp_path / "submissions", [assignment])
-    batch = course.autograde(tmp_path / "submissions", progress=False, trusted=True)
-    assert not batch.failures, batch.failures
-    rows = course.grade_rows(batch)
-    assert scoring_problems(rows, expected) == []
-    for source in sorted((REPO / "solutions" / assignment).glob("*.ipynb")):
-        path = course.root / "autograded" / f"example-perfect-{source.stem}" / assignment / source.name
-        nb = nbformat.read(path, as_version=4)
-        errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(nb.cells)
-                  if c.cell_type == "code" for o in c.get("outputs", [])
-                  if o.get("output_type") == "error"]
-        assert not errors, (source.name, errors)
+@pytest.mark.timeout(3600)
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_grading_is_exact_and_the_solution_notebook_runs_top_to_bottom(notebook, graded):
+    """The perfect submission scores full marks, the untouched release 0, each planted bug
+    loses exactly its parts. The perfect submission is the solution notebook itself
+    (answers, visible and hidden tests), so its autograded copy having no error in any cell
+    is the solution's top-to-bottom run, done once."""
+    course, expected, batch, rows = graded
+    assignment, name = notebook.split("/")
+    mine = {student: {notebook: nbs[notebook]} for student, nbs in expected.items()
+            if notebook in nbs}
+    assert mine, f"no example submissions for {notebook}"
+    failures = {k: v for k, v in batch.failures.items() if k[0] in mine}
+    assert not failures, failures
+    assert scoring_problems(rows, mine) == []
+    path = course.root / "autograded" / f"example-perfect-{name}" / assignment / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(nb.cells)
+              if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors, (name, errors)
