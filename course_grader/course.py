@@ -215,6 +215,13 @@ class Course:
                 raise ValueError(f"no graded submissions of {a!r} yet: run `course autograde` "
                                  "first" + (f" (graded so far: {', '.join(graded)})" if graded else ""))
         if jobs > 1 and len(wanted) > 1:
+            # nbgrader's GetGrades opens the gradebook without a course id, and creates the
+            # "default_course" row when it is missing: two processes doing that at once fail
+            # on SQLite's UNIQUE constraint. Create it here, once, before they start.
+            from nbgrader.api import Gradebook
+
+            with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}"):
+                pass
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
