@@ -206,6 +206,66 @@ def test_load_names_missing_and_mismatched_arrays(tmp_path):
                           normalization="batchnorm").load(tmp_path / "small.npz")
 
 
+def test_fc_net_trains_on_the_layer_functions_it_is_given():
+    """A notebook passes the student's own layers: the net must call those, not the
+    library's. Wrappers that count calls and scale the batch-norm output by 2 show both."""
+    from course_utils import layers as lib
+
+    X, y = random_problem(N=6, D=4, C=3, seed=3)
+    calls = []
+
+    def my_batchnorm_forward(x, gamma, beta, bn_param):
+        calls.append("forward")
+        out, cache = lib.batchnorm_forward(x, gamma, beta, bn_param)
+        return 2 * out, cache
+
+    def my_batchnorm_backward(dout, cache):
+        calls.append("backward")
+        return lib.batchnorm_backward(2 * dout, cache)  # the graph version, not the default
+
+    kwargs = dict(input_dim=4, num_classes=3, normalization="batchnorm", weight_scale=0.5,
+                  dtype=np.float64, seed=0)
+    mine = FullyConnectedNet([6, 5], layers={"batchnorm_forward": my_batchnorm_forward,
+                                             "batchnorm_backward": my_batchnorm_backward},
+                             **kwargs)
+    library = FullyConnectedNet([6, 5], **kwargs)
+    assert mine.loss(X, y)[0] != library.loss(X, y)[0]  # the doubled output is used
+    assert calls == ["forward", "forward", "backward", "backward"]
+    assert_grads_ok(mine, X, y, zero_grads=("b1", "b2"))  # its backward matches its forward
+
+
+def test_fc_net_with_the_library_functions_passed_explicitly_is_the_same_net():
+    from course_utils import layers as lib
+
+    X, y = random_problem(N=6, D=4, C=3, seed=3)
+    kwargs = dict(input_dim=4, num_classes=3, normalization="layernorm", dropout_keep_ratio=0.7,
+                  weight_scale=0.5, dtype=np.float64, seed=0)
+    given = {"layernorm_forward": lib.layernorm_forward, "dropout_forward": lib.dropout_forward,
+             "affine_forward": lib.affine_forward, "softmax_loss": lib.softmax_loss}
+    loss_a, grads_a = FullyConnectedNet([6, 5], layers=given, **kwargs).loss(X, y)
+    loss_b, grads_b = FullyConnectedNet([6, 5], **kwargs).loss(X, y)
+    assert loss_a == loss_b
+    assert all(np.array_equal(grads_a[k], grads_b[k]) for k in grads_b)
+
+
+def test_fc_net_names_the_layer_functions_it_accepts():
+    with pytest.raises(ValueError, match=r"layers has no 'batchnorm_fwd'; the functions this "
+                                         r"model uses are affine_backward, affine_forward"):
+        FullyConnectedNet([5], layers={"batchnorm_fwd": print})
+    with pytest.raises(ValueError, match=r"layers\['relu_forward'\] must be a function, got int"):
+        FullyConnectedNet([5], layers={"relu_forward": 3})
+
+
+def test_fc_net_with_an_unwritten_layer_fails_at_once_with_the_students_error():
+    def relu_forward(x):
+        raise NotImplementedError("relu_forward: write it in fully_connected_nets.ipynb")
+
+    X, y = random_problem(N=4, D=4, C=3)
+    model = FullyConnectedNet([5], input_dim=4, num_classes=3, layers={"relu_forward": relu_forward})
+    with pytest.raises(NotImplementedError, match="write it in fully_connected_nets"):
+        model.loss(X, y)
+
+
 def test_fc_net_rejects_bad_configuration():
     with pytest.raises(ValueError, match="FullyConnectedNet: normalization must be one of"):
         FullyConnectedNet([5], normalization="groupnorm")

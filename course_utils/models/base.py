@@ -9,6 +9,7 @@ non-learnable state, such as batch-norm running statistics, which it exposes thr
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 import numpy
 
@@ -16,6 +17,24 @@ from ..backend import asarray, to_numpy
 
 _PARAM = "param:"
 _STATE = "state:"
+
+
+def layer_functions(model_name: str, defaults: dict, overrides=None) -> SimpleNamespace:
+    """The layer functions a model calls: the library's (`defaults`), with any of them
+    replaced by `overrides` (name -> function). This is how a notebook trains a model on the
+    layers the student wrote: `FullyConnectedNet(..., layers={"batchnorm_forward": mine})`.
+    A replacement keeps the library function's signature; caches only pass between a
+    forward function and its own backward, so their contents are the student's business."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(f"{model_name}: layers has no {', '.join(map(repr, unknown))}; "
+                         f"the functions this model uses are {', '.join(sorted(defaults))}.")
+    for name, function in overrides.items():
+        if not callable(function):
+            raise ValueError(f"{model_name}: layers[{name!r}] must be a function, "
+                             f"got {type(function).__name__}.")
+    return SimpleNamespace(**{**defaults, **overrides})
 
 
 class Model:

@@ -3,16 +3,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import backend
-from ..layer_utils import (affine_bn_relu_backward, affine_bn_relu_forward,
-                           affine_ln_relu_backward, affine_ln_relu_forward,
-                           affine_relu_backward, affine_relu_forward)
-from ..layers import (affine_backward, affine_forward, dropout_backward, dropout_forward,
-                      softmax_loss)
-from .base import (Model, bn_state, check_images, check_labels, new_bn_param,
+from .. import backend, layers as library
+from .base import (Model, bn_state, check_images, check_labels, layer_functions, new_bn_param,
                    set_bn_state)
 
 NORMALIZATIONS = (None, "batchnorm", "layernorm")
+# The layer functions the network calls, by name; `layers=` replaces any of them.
+LAYERS = {
+    "affine_forward": library.affine_forward, "affine_backward": library.affine_backward,
+    "relu_forward": library.relu_forward, "relu_backward": library.relu_backward,
+    "batchnorm_forward": library.batchnorm_forward,
+    "batchnorm_backward": library.batchnorm_backward_alt,
+    "layernorm_forward": library.layernorm_forward,
+    "layernorm_backward": library.layernorm_backward,
+    "dropout_forward": library.dropout_forward, "dropout_backward": library.dropout_backward,
+    "softmax_loss": library.softmax_loss,
+}
 
 
 class FullyConnectedNet(Model):
@@ -31,11 +37,14 @@ class FullyConnectedNet(Model):
     training-mode forward pass draws a fresh mask seed from the model's own generator (seeded
     by `seed`), so runs are repeatable. Setting self.dropout_param['seed'] fixes the mask for
     every call, which gradient checks need.
+
+    layers: replacements for the layer functions it calls (see LAYERS for the names), e.g.
+    the ones a notebook's student wrote: {"batchnorm_forward": ..., "batchnorm_backward": ...}.
     """
 
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10,
                  dropout_keep_ratio=1, normalization=None, reg=0.0, weight_scale=1e-2,
-                 dtype=np.float32, seed=None):
+                 dtype=np.float32, seed=None, layers=None):
         """Weights ~ N(0, weight_scale^2), biases zero; reg is the L2 strength (the loss adds
         0.5 * reg * sum_i |Wi|^2); `seed` makes initialisation and dropout repeatable."""
         name = "FullyConnectedNet"
@@ -50,6 +59,7 @@ class FullyConnectedNet(Model):
         if min(dims) < 1:
             raise ValueError(f"{name}: every layer size must be >= 1, got sizes {dims}.")
 
+        self.layers = layer_functions(name, LAYERS, layers)
         self.normalization = normalization
         self.use_dropout = dropout_keep_ratio != 1
         self.reg = reg
@@ -99,46 +109,46 @@ class FullyConnectedNet(Model):
         dropout_param = self._dropout_param(mode) if self.use_dropout else None
 
         p = self.params
+        f = self.layers
         L = self.num_layers
         caches = []
         h = X
         for i in range(1, L):
-            W, b = p[f"W{i}"], p[f"b{i}"]
+            # affine - [batch/layer norm] - ReLU - [dropout], each step's cache kept in order
+            h, fc_cache = f.affine_forward(h, p[f"W{i}"], p[f"b{i}"])
+            norm_cache = None
             if self.normalization == "batchnorm":
-                h, cache = affine_bn_relu_forward(h, W, b, p[f"gamma{i}"], p[f"beta{i}"],
-                                                  self.bn_params[i - 1])
+                h, norm_cache = f.batchnorm_forward(h, p[f"gamma{i}"], p[f"beta{i}"],
+                                                    self.bn_params[i - 1])
             elif self.normalization == "layernorm":
-                h, cache = affine_ln_relu_forward(h, W, b, p[f"gamma{i}"], p[f"beta{i}"],
-                                                  self.ln_params[i - 1])
-            else:
-                h, cache = affine_relu_forward(h, W, b)
+                h, norm_cache = f.layernorm_forward(h, p[f"gamma{i}"], p[f"beta{i}"],
+                                                    self.ln_params[i - 1])
+            h, relu_cache = f.relu_forward(h)
             drop_cache = None
             if self.use_dropout:
-                h, drop_cache = dropout_forward(h, dropout_param)
-            caches.append((cache, drop_cache))
-        scores, last_cache = affine_forward(h, p[f"W{L}"], p[f"b{L}"])
+                h, drop_cache = f.dropout_forward(h, dropout_param)
+            caches.append((fc_cache, norm_cache, relu_cache, drop_cache))
+        scores, last_cache = f.affine_forward(h, p[f"W{L}"], p[f"b{L}"])
         if y is None:
             return scores
         check_labels(name, y, X.shape[0], self.num_classes)
 
         xp = backend.array_module(X)
-        loss, dscores = softmax_loss(scores, y)
+        loss, dscores = f.softmax_loss(scores, y)
         loss = loss + 0.5 * self.reg * sum(xp.sum(p[f"W{i}"] ** 2) for i in range(1, L + 1))
 
         grads = {}
-        dh, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, last_cache)
+        dh, grads[f"W{L}"], grads[f"b{L}"] = f.affine_backward(dscores, last_cache)
         for i in range(L - 1, 0, -1):
-            cache, drop_cache = caches[i - 1]
+            fc_cache, norm_cache, relu_cache, drop_cache = caches[i - 1]
             if self.use_dropout:
-                dh = dropout_backward(dh, drop_cache)
+                dh = f.dropout_backward(dh, drop_cache)
+            dh = f.relu_backward(dh, relu_cache)
             if self.normalization == "batchnorm":
-                dh, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = \
-                    affine_bn_relu_backward(dh, cache)
+                dh, grads[f"gamma{i}"], grads[f"beta{i}"] = f.batchnorm_backward(dh, norm_cache)
             elif self.normalization == "layernorm":
-                dh, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = \
-                    affine_ln_relu_backward(dh, cache)
-            else:
-                dh, grads[f"W{i}"], grads[f"b{i}"] = affine_relu_backward(dh, cache)
+                dh, grads[f"gamma{i}"], grads[f"beta{i}"] = f.layernorm_backward(dh, norm_cache)
+            dh, grads[f"W{i}"], grads[f"b{i}"] = f.affine_backward(dh, fc_cache)
         for i in range(1, L + 1):
             grads[f"W{i}"] += self.reg * p[f"W{i}"]
         return loss, grads
