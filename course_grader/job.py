@@ -32,7 +32,7 @@ from pathlib import Path
 from traitlets.config import Config
 
 from . import incidents
-from .feedback import StripHiddenTests
+from .feedback import FeedbackHTMLExporter, StripHiddenTests
 from .repair import RestoreTestCells
 from .execute import SandboxedExecute
 from .shortcuts import ShortcutGuard
@@ -112,6 +112,7 @@ def grading_config(root: Path, limits: Limits, scratch: Path | None = None,
     c.RestoreTestCells.incident_dir = incident_dir
     c.RestoreTestCells.release_root = str(root / "release")
     c.GenerateFeedback.preprocessors = [StripHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+    c.GenerateFeedback.exporter_class = FeedbackHTMLExporter
     c.Exchange.root = str(root / "exchange")
     return c
 
