@@ -89,3 +89,24 @@ def test_autograde_refuses_without_a_sandbox_and_says_how_to_get_one(released, t
     said = []
     batch.resolve_isolation(Limits(isolation="none"), say=said.append)
     assert "WARNING" in said[0]
+
+
+def test_new_gradebooks_are_stamped_with_the_head_alembic_itself_reports(tmp_path):
+    """course_grader reads the migrations' head in process instead of running `alembic`
+    (4 s per new gradebook); the stamp must be what nbgrader's own way gives."""
+    import sqlite3
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from course_grader import gradebook  # noqa: F401  (installs the in-process stamp)
+    from nbgrader.api import Gradebook, _temp_alembic_ini
+
+    with _temp_alembic_ini(f"sqlite:///{tmp_path / 'x.db'}") as ini:
+        out = subprocess.run([str(Path(sys.executable).parent / "alembic"), "-c", ini, "heads"],
+                             capture_output=True, text=True, check=True).stdout
+    with Gradebook(f"sqlite:///{tmp_path / 'new.db'}"):
+        pass
+    stamped = sqlite3.connect(tmp_path / "new.db").execute(
+        "SELECT version_num FROM alembic_version").fetchall()
+    assert stamped == [(out.split()[0],)]
