@@ -196,17 +196,17 @@ def _run_on_dask(specs, templates, jobs, scheduler, progress, batch, scratch=Non
     from tqdm.auto import tqdm
 
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                               memory_limit=0, dashboard_address=None,
-                               silence_logs=logging.ERROR)
-        client = Client(cluster)
-    bar = tqdm(total=len(specs), unit="submission", desc="grading", disable=not progress,
-               file=sys.stderr)
-    try:
+    cluster = client = bar = None
+    try:  # from here on, even a cluster that fails to start leaves nothing behind
+        if scheduler:
+            client = Client(scheduler)
+        else:
+            cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                   memory_limit=0, dashboard_address=None,
+                                   silence_logs=logging.ERROR)
+            client = Client(cluster)
+        bar = tqdm(total=len(specs), unit="submission", desc="grading",
+                   disable=not progress, file=sys.stderr)
         shipped = {a: client.scatter(data, broadcast=True) for a, data in templates.items()}
         scratch_root = str(scratch) if scratch else None
         futures = {client.submit(grade_submission, spec, shipped[spec.assignment],
@@ -227,10 +227,9 @@ def _run_on_dask(specs, templates, jobs, scheduler, progress, batch, scratch=Non
             bar.update()
             yield result
     finally:
-        bar.close()
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        for part in (bar, client, cluster):
+            if part is not None:
+                part.close()
         if scratch is not None:
             import shutil
 

@@ -16,7 +16,7 @@ import pytest
 
 from course_grader import sandbox
 from course_grader.course import Course
-from course_grader.examples import perfect_submission
+from course_grader.examples import perfect_submission, write_examples
 from course_grader.gradebook import integrity_problems
 from test_grading_pipeline import FIXTURE, leftovers
 
@@ -148,3 +148,23 @@ def test_jobs_run_on_a_separate_dask_cluster_given_by_its_address(tmp_path):
     assert not batch.failures and len(batch.graded) == len(expected)
     from course_grader.examples import scoring_problems
     assert scoring_problems(course.grade_rows(batch), expected) == []
+
+
+def test_a_cluster_that_fails_to_start_leaves_no_scratch_folder(tmp_path, monkeypatch):
+    """A LocalCluster can fail to start (here: as when a script forgets its __main__ guard
+    and the spawned nanny cannot import it). The batch then fails with that error, and its
+    folder of job scratch space is gone, so the next batch and the leftover check see
+    nothing."""
+    import dask.distributed
+
+    def cluster_that_fails(*args, **kwargs):
+        raise RuntimeError("Nanny failed to start.")
+
+    course = Course(FIXTURE, tmp_path / "course", tmp_path / "assignments")
+    course.release()
+    write_examples(course, tmp_path / "submissions")
+    before = set(Path("/tmp").glob("course-job*"))
+    monkeypatch.setattr(dask.distributed, "LocalCluster", cluster_that_fails)
+    with pytest.raises(RuntimeError, match="Nanny failed to start"):
+        course.autograde(tmp_path / "submissions", jobs=1, progress=False, trusted=True)
+    assert set(Path("/tmp").glob("course-job*")) - before == set()
