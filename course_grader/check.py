@@ -6,6 +6,7 @@ cell, its grade id and the check's own message, and names the questions still un
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,6 @@ def check_notebook(path: Path, limits: Limits) -> CheckReport:
     if isolation == "auto" and detect().method == "none":
         isolation = "none"  # your own code on your own machine: nothing to protect
         lines.append("(no sandbox on this machine: the checks run without one)")
-    import os
-
     config = grading_config(path.parent, Limits(**{**limits.__dict__, "isolation": isolation,
                                                     "threads": os.cpu_count() or 1}))
     executor = SandboxedExecute(config=config)

@@ -25,7 +25,7 @@ import nbformat
 from . import gradebook as gradebook_writer
 from . import incidents
 from .execute import make_learning_snapshot
-from .job import Limits, ensure_tools_on_path, grading_config, last_error
+from .job import Limits, prepare_nbgrader, grading_config, last_error
 
 REPO = Path(__file__).resolve().parents[1]
 GRADER_VERDICTS = ("CellTimeoutError", "KernelDied", "NotebookTimeout", "ShortcutError")
@@ -93,7 +93,7 @@ class Course:
         from nbgrader.apps import NbGraderAPI
         from nbgrader.coursedir import CourseDirectory
 
-        ensure_tools_on_path()
+        prepare_nbgrader()
         root = root or self.root
         (root / "exchange").mkdir(parents=True, exist_ok=True)
         cfg = self.config(root)

@@ -17,32 +17,8 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from .job import COURSE_ID, ensure_tools_on_path
+from .job import COURSE_ID, prepare_nbgrader
 
-
-
-def alembic_head() -> str:
-    """The head of nbgrader's gradebook migrations, read in this process.
-
-    nbgrader stamps every new gradebook with it by running the `alembic` executable: a second
-    Python that imports all of nbgrader again, about 4 s per new gradebook (two per release).
-    Reading the same migration scripts here takes a tenth of a second."""
-    import nbgrader.api
-    from alembic.script import ScriptDirectory
-
-    heads = ScriptDirectory(str(Path(nbgrader.api.__file__).parent / "alembic")).get_heads()
-    if len(heads) != 1:
-        raise RuntimeError(f"nbgrader's gradebook migrations have {len(heads)} heads: {heads}")
-    return heads[0]
-
-
-def _use_alembic_head_in_process():
-    import nbgrader.api
-
-    nbgrader.api.get_alembic_version = alembic_head
-
-
-_use_alembic_head_in_process()
 
 MERGE_TABLE = """CREATE TABLE IF NOT EXISTS course_grader_merge (
     assignment TEXT NOT NULL, student TEXT NOT NULL, files_sha256 TEXT NOT NULL,
@@ -53,7 +29,7 @@ MERGE_TABLE = """CREATE TABLE IF NOT EXISTS course_grader_merge (
 def open_gradebook(path: Path):
     from nbgrader.api import Gradebook
 
-    ensure_tools_on_path()
+    prepare_nbgrader()
     gb = Gradebook(f"sqlite:///{path}", course_id=COURSE_ID)
     gb.db.execute(text(MERGE_TABLE))
     gb.db.commit()

@@ -99,8 +99,11 @@ def test_new_gradebooks_are_stamped_with_the_head_alembic_itself_reports(tmp_pat
     import sys
     from pathlib import Path
 
-    from course_grader import gradebook  # noqa: F401  (installs the in-process stamp)
     from nbgrader.api import Gradebook, _temp_alembic_ini
+
+    from course_grader.job import prepare_nbgrader
+
+    prepare_nbgrader()  # new gradebooks get the head read in this process
 
     with _temp_alembic_ini(f"sqlite:///{tmp_path / 'x.db'}") as ini:
         out = subprocess.run([str(Path(sys.executable).parent / "alembic"), "-c", ini, "heads"],
