@@ -53,6 +53,8 @@ def cmd_release(args):
     course = _course(args)
     done = course.release(args.assignment and [args.assignment])
     print(f"Released {', '.join(done)} into {course.release_dir}")
+    print(f"Student editions (notebooks + course_utils with stubs, and a zip each) in "
+          f"{course.editions_dir}")
 
 
 def _report_batch(course, batch, csv=None):

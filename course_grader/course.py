@@ -24,6 +24,7 @@ import nbformat
 
 from . import gradebook as gradebook_writer
 from . import incidents
+from .edition import write_edition
 from .execute import make_learning_snapshot
 from .job import Limits, prepare_nbgrader, grading_config, last_error
 
@@ -141,7 +142,9 @@ class Course:
         nbgrader runs in a fresh workspace (build/course/.release) whose gradebook only ever
         holds assignment definitions. From it come the release (build/course/release, and
         assignments/ with write_release), one job template per assignment, and the
-        definitions in the course gradebook. No solution notebook is left behind.
+        definitions in the course gradebook. No solution notebook is left behind. Then one
+        student edition per assignment (edition.py): its released notebooks and the learning
+        package with this set's and later sets' functions as stubs.
         """
         assignments = assignments or self.assignments()
         work = self.root / ".release"
@@ -167,7 +170,14 @@ class Course:
                 shutil.rmtree(dest, ignore_errors=True)
                 shutil.copytree(work / "release" / a, dest)
         shutil.rmtree(work, ignore_errors=True)
+        for a in assignments:
+            write_edition(a, self.root / "release" / a, self.editions_dir, self.assignments())
         return assignments
+
+    @property
+    def editions_dir(self) -> Path:
+        """Where `release` writes the student editions: <build>/editions/<set>/ and <set>.zip."""
+        return self.root / "editions"
 
     def _write_template(self, assignment: str, work: Path) -> None:
         """What a job needs for this assignment, and nothing with solutions in it."""

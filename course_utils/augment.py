@@ -25,6 +25,7 @@ def _check_batch(fn, X):
                          f"{getattr(X, 'shape', type(X).__name__)}.")
 
 
+# student-writes: extras/training_craft
 def random_flip(X, rng, p=0.5):
     """Mirror each image left-right with probability p (a cat facing left is still a cat)."""
     _check_batch("random_flip", X)
@@ -33,6 +34,7 @@ def random_flip(X, rng, p=0.5):
     return xp.where(flip[:, None, None, None], X[..., ::-1], X)
 
 
+# student-writes: extras/training_craft
 def random_crop(X, rng, pad=4):
     """Shift each image by up to `pad` pixels in each direction, filling the uncovered border
     with zeros: pad by `pad`, then cut a random H x W window (the usual CIFAR-10 recipe)."""
@@ -54,6 +56,7 @@ def random_crop(X, rng, pad=4):
     return padded[n, c, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+# student-writes: extras/training_craft
 def color_jitter(X, rng, brightness=0.2, contrast=0.2):
     """Scale each image's contrast around its mean by a factor in [1 - contrast, 1 + contrast]
     and shift its brightness by up to `brightness` times its standard deviation."""
@@ -67,6 +70,7 @@ def color_jitter(X, rng, brightness=0.2, contrast=0.2):
     return (X - mean) * c + mean + b * std
 
 
+# student-writes: extras/training_craft
 def gaussian_noise(X, rng, std=0.05):
     """Add independent N(0, (std * image std)^2) noise to every pixel."""
     _check_batch("gaussian_noise", X)

@@ -29,6 +29,7 @@ def rgb2gray(im):
     return im[..., :3] @ np.array([0.299, 0.587, 0.114])
 
 
+# student-writes: assignment1/features
 def hog_feature(im, cell_size=8, nbins=9):
     """Histogram of oriented gradients (after Dalal and Triggs, 2005), in its simplest form.
 
@@ -84,6 +85,7 @@ def rgb_to_hue(im, xmax=255.0):
     return (sixths / 6.0) % 1.0
 
 
+# student-writes: assignment1/features
 def color_histogram_hsv(im, nbin=10, xmin=0, xmax=255, normalized=True):
     """A histogram of the hue of the pixels of an RGB image.
 
@@ -99,6 +101,7 @@ def color_histogram_hsv(im, nbin=10, xmin=0, xmax=255, normalized=True):
     return counts / counts.sum() if normalized else counts
 
 
+# student-writes: assignment1/features
 def hog_features(imgs, cell_size=8, nbins=9):
     """``hog_feature`` of every image of a batch: (N, H, W, 3) RGB or (N, H, W) grayscale
     -> float64 (N, (H // cell_size) * (W // cell_size) * nbins).
@@ -129,6 +132,7 @@ def hog_features(imgs, cell_size=8, nbins=9):
     return hist.reshape(n, cy * cx * nbins) / cell_size ** 2
 
 
+# student-writes: assignment1/features
 def color_histograms_hsv(imgs, nbin=10, xmin=0, xmax=255, normalized=True):
     """``color_histogram_hsv`` of every image of a batch (N, H, W, 3) -> float64 (N, nbin).
 

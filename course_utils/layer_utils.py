@@ -34,6 +34,7 @@ from .layers import (
 # ---------------------------------------------------------------------------------------------
 
 
+# student-writes: assignment2/fully_connected_nets
 def affine_relu_forward(x, w, b):
     """affine -> ReLU. x (N, d1..dk), w (D, M), b (M,) -> out (N, M)."""
     a, fc_cache = affine_forward(x, w, b)
@@ -41,6 +42,7 @@ def affine_relu_forward(x, w, b):
     return out, (fc_cache, relu_cache)
 
 
+# student-writes: assignment2/fully_connected_nets
 def affine_relu_backward(dout, cache):
     """Returns dx, dw, db."""
     fc_cache, relu_cache = cache
@@ -99,6 +101,7 @@ def conv_relu_backward(dout, cache):
     return conv_backward_fast(relu_backward(dout, relu_cache), conv_cache)
 
 
+# student-writes: assignment2/convolutional_networks
 def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
     """conv -> ReLU -> max pool. pool_param as in max_pool_forward_fast."""
     a, conv_cache = conv_forward_fast(x, w, b, conv_param)
@@ -107,6 +110,7 @@ def conv_relu_pool_forward(x, w, b, conv_param, pool_param):
     return out, (conv_cache, relu_cache, pool_cache)
 
 
+# student-writes: assignment2/convolutional_networks
 def conv_relu_pool_backward(dout, cache):
     """Returns dx, dw, db."""
     conv_cache, relu_cache, pool_cache = cache

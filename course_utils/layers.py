@@ -164,6 +164,7 @@ def _pool_params(layer, x, pool_param):
 # ---------------------------------------------------------------------------------------------
 
 
+# student-writes: assignment2/fully_connected_nets
 def affine_forward(x, w, b):
     """Fully connected layer: out = x.reshape(N, D) @ w + b.
 
@@ -189,6 +190,7 @@ def affine_forward(x, w, b):
     return out, (x, w, b)
 
 
+# student-writes: assignment2/fully_connected_nets
 def affine_backward(dout, cache):
     """Backward of affine_forward.
 
@@ -209,6 +211,7 @@ def affine_backward(dout, cache):
 # ---------------------------------------------------------------------------------------------
 
 
+# student-writes: assignment2/fully_connected_nets
 def relu_forward(x):
     """ReLU: out = max(0, x), any shape. cache = x (the sign of x decides where grads flow)."""
     _require_float("relu_forward", x=x)
@@ -216,6 +219,7 @@ def relu_forward(x):
     return xp.maximum(x, 0), x
 
 
+# student-writes: assignment2/fully_connected_nets
 def relu_backward(dout, cache):
     """Backward of relu_forward: dx = dout where x > 0, else 0 (we take the slope at 0 as 0)."""
     x = cache
@@ -223,6 +227,7 @@ def relu_backward(dout, cache):
     return dout * (x > 0)
 
 
+# student-writes: extras/activations_and_init
 def leaky_relu_forward(x, alpha=0.01):
     """Leaky ReLU: out = x where x > 0, alpha * x elsewhere. cache = (x, alpha)."""
     _require_float("leaky_relu_forward", x=x)
@@ -230,6 +235,7 @@ def leaky_relu_forward(x, alpha=0.01):
     return xp.where(x > 0, x, alpha * x), (x, alpha)
 
 
+# student-writes: extras/activations_and_init
 def leaky_relu_backward(dout, cache):
     """Backward of leaky_relu_forward: slope 1 where x > 0, alpha elsewhere."""
     x, alpha = cache
@@ -238,6 +244,7 @@ def leaky_relu_backward(dout, cache):
     return xp.where(x > 0, dout, alpha * dout)
 
 
+# student-writes: extras/activations_and_init
 def sigmoid_forward(x):
     """Logistic sigmoid 1 / (1 + exp(-x)), any shape; cache = out, since sigma' = out (1 - out).
 
@@ -251,6 +258,7 @@ def sigmoid_forward(x):
     return out, out
 
 
+# student-writes: extras/activations_and_init
 def sigmoid_backward(dout, cache):
     """Backward of sigmoid_forward: dx = dout * out * (1 - out)."""
     out = cache
@@ -258,6 +266,7 @@ def sigmoid_backward(dout, cache):
     return dout * out * (1 - out)
 
 
+# student-writes: extras/activations_and_init
 def tanh_forward(x):
     """tanh, any shape; cache = out, since tanh' = 1 - out**2."""
     _require_float("tanh_forward", x=x)
@@ -266,6 +275,7 @@ def tanh_forward(x):
     return out, out
 
 
+# student-writes: extras/activations_and_init
 def tanh_backward(dout, cache):
     """Backward of tanh_forward: dx = dout * (1 - out**2)."""
     out = cache
@@ -273,6 +283,7 @@ def tanh_backward(dout, cache):
     return dout * (1 - out * out)
 
 
+# student-writes: extras/activations_and_init
 def elu_forward(x, alpha=1.0):
     """ELU: out = x where x > 0, alpha * (exp(x) - 1) elsewhere. cache = (x, out, alpha).
 
@@ -284,6 +295,7 @@ def elu_forward(x, alpha=1.0):
     return out, (x, out, alpha)
 
 
+# student-writes: extras/activations_and_init
 def elu_backward(dout, cache):
     """Backward of elu_forward: slope 1 where x > 0, alpha * exp(x) = out + alpha elsewhere."""
     x, out, alpha = cache
@@ -292,6 +304,7 @@ def elu_backward(dout, cache):
     return xp.where(x > 0, dout, dout * (out + alpha))
 
 
+# student-writes: extras/activations_and_init
 def maxout_forward(x, w, b):
     """Maxout unit (Goodfellow et al. 2013): K affine pieces per output, keep the largest.
 
@@ -320,6 +333,7 @@ def maxout_forward(x, w, b):
     return out, (x, w, mask)
 
 
+# student-writes: extras/activations_and_init
 def maxout_backward(dout, cache):
     """Backward of maxout_forward: dout is routed to the winning piece; returns dx, dw, db."""
     x, w, mask = cache
@@ -351,6 +365,7 @@ def _check_scores(layer, x, y):
         raise ValueError(f"{layer}: y must hold integer class labels, got dtype {y.dtype}.")
 
 
+# student-writes: assignment2/fully_connected_nets
 def softmax_loss(x, y):
     """Softmax cross-entropy averaged over the batch.
 
@@ -371,6 +386,7 @@ def softmax_loss(x, y):
     return loss, dx
 
 
+# student-writes: assignment2/fully_connected_nets
 def svm_loss(x, y, delta=1.0):
     """Multiclass hinge (SVM) loss averaged over the batch.
 
@@ -433,11 +449,13 @@ def _keep_prob(layer, dropout_param):
     return p
 
 
+# student-writes: assignment2/dropout
 def _keep_mask(x, p, seed):
     """A 0/1 array shaped like x, each entry 1 with probability p, drawn where x lives."""
     return (random_state(seed, like=x).rand(*x.shape) < p).astype(x.dtype)
 
 
+# student-writes: assignment2/dropout
 def dropout_forward(x, dropout_param):
     """Inverted dropout: keep each unit with probability p and scale kept ones by 1/p.
 
@@ -461,6 +479,7 @@ def dropout_forward(x, dropout_param):
     return out, (dropout_param, mask)
 
 
+# student-writes: assignment2/dropout
 def dropout_backward(dout, cache):
     """Backward of dropout_forward: dx = dout * mask in train mode, dout in test mode."""
     dropout_param, mask = cache
@@ -470,6 +489,7 @@ def dropout_backward(dout, cache):
     return dout * mask
 
 
+# student-writes: assignment2/dropout
 def vanilla_dropout_forward(x, dropout_param):
     """Dropout as first taught (2016 lecture): no scaling at train time, scale by p at test.
 
@@ -486,6 +506,7 @@ def vanilla_dropout_forward(x, dropout_param):
     return x * p, (dropout_param, None)
 
 
+# student-writes: assignment2/dropout
 def vanilla_dropout_backward(dout, cache):
     """Backward of vanilla_dropout_forward: dout * keep in train mode, dout * p in test mode."""
     dropout_param, mask = cache
@@ -500,6 +521,7 @@ def vanilla_dropout_backward(dout, cache):
 # ---------------------------------------------------------------------------------------------
 
 
+# student-writes: assignment2/batch_normalization
 def _normalize_backward(dxhat, xhat, std, axis):
     """Gradient through xhat = (x - mean) / std, mean and std taken along `axis`.
 
@@ -524,6 +546,7 @@ def _bn_state(layer, bn_param, D, dtype, xp, what):
     return bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9), *running
 
 
+# student-writes: assignment2/batch_normalization
 def batchnorm_forward(x, gamma, beta, bn_param):
     """Batch normalisation (Ioffe & Szegedy 2015) of x (N, D) per feature; gamma, beta (D,).
 
@@ -566,6 +589,7 @@ def batchnorm_forward(x, gamma, beta, bn_param):
     return out, (mode, xhat, gamma, centred, std)
 
 
+# student-writes: assignment2/batch_normalization
 def batchnorm_backward(dout, cache):
     """Backward of batchnorm_forward, one step of the computational graph at a time.
 
@@ -591,6 +615,7 @@ def batchnorm_backward(dout, cache):
     return dx, dgamma, dbeta
 
 
+# student-writes: assignment2/batch_normalization
 def batchnorm_backward_alt(dout, cache):
     """Backward of batchnorm_forward in closed form (same results as batchnorm_backward).
 
@@ -608,6 +633,7 @@ def batchnorm_backward_alt(dout, cache):
     return _normalize_backward(dxhat, xhat, std, axis=0), dgamma, dbeta
 
 
+# student-writes: assignment2/batch_normalization
 def layernorm_forward(x, gamma, beta, ln_param):
     """Layer normalisation (Ba et al. 2016): normalise each sample of x (N, D) over its D
     features, then scale and shift per feature with gamma, beta (D,).
@@ -629,6 +655,7 @@ def layernorm_forward(x, gamma, beta, ln_param):
     return gamma * xhat + beta, (xhat, gamma, std)
 
 
+# student-writes: assignment2/batch_normalization
 def layernorm_backward(dout, cache):
     """Backward of layernorm_forward: batchnorm's closed form with the roles of axes swapped
     (means over features, per sample). Returns dx (N, D), dgamma (D,), dbeta (D,)."""
@@ -640,6 +667,7 @@ def layernorm_backward(dout, cache):
     return dx, dgamma, dbeta
 
 
+# student-writes: assignment2/convolutional_networks
 def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     """Batch normalisation for images x (N, C, H, W): one mean/var per channel C, taken over
     N, H and W. gamma, beta: (C,). bn_param as in batchnorm_forward.
@@ -678,6 +706,7 @@ def spatial_batchnorm_forward(x, gamma, beta, bn_param):
     return out, (mode, xhat, gamma, std)
 
 
+# student-writes: assignment2/convolutional_networks
 def spatial_batchnorm_backward(dout, cache):
     """Backward of spatial_batchnorm_forward: batchnorm_backward_alt's closed form with the
     means taken over N, H and W,
@@ -701,6 +730,7 @@ def spatial_batchnorm_backward(dout, cache):
     return dx, dgamma, dbeta
 
 
+# student-writes: assignment2/convolutional_networks
 def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     """Group normalisation (Wu & He 2018) of x (N, C, H, W): the C channels are split into G
     groups of C/G; each sample's group is normalised over its (C/G, H, W) entries.
@@ -728,6 +758,7 @@ def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
     return gamma * xhat + beta, (G, xhat, gamma, std)
 
 
+# student-writes: assignment2/convolutional_networks
 def spatial_groupnorm_backward(dout, cache):
     """Backward of spatial_groupnorm_forward: the closed-form normalise backward, per group.
     Returns dx (N, C, H, W), dgamma (1, C, 1, 1), dbeta (1, C, 1, 1)."""
@@ -752,6 +783,7 @@ def _pad_hw(x, P):
     return xp.pad(x, ((0, 0), (0, 0), (P, P), (P, P)))
 
 
+# student-writes: assignment2/convolutional_networks
 def conv_forward_naive(x, w, b, conv_param):
     """Convolution (cross-correlation, as in every deep-learning library) with loops.
 
@@ -779,6 +811,7 @@ def conv_forward_naive(x, w, b, conv_param):
     return out, (x, w, b, conv_param)
 
 
+# student-writes: assignment2/convolutional_networks
 def conv_backward_naive(dout, cache):
     """Backward of conv_forward_naive, with the same loops.
 
@@ -810,6 +843,7 @@ def conv_backward_naive(dout, cache):
     return dx, dw, db
 
 
+# student-writes: assignment2/convolutional_networks
 def max_pool_forward_naive(x, pool_param):
     """Max pooling with loops. x: (N, C, H, W); pool_param: {'pool_height', 'pool_width',
     'stride'}; windows may overlap (e.g. 3x3 with stride 2).
@@ -830,6 +864,7 @@ def max_pool_forward_naive(x, pool_param):
     return out, (x, pool_param)
 
 
+# student-writes: assignment2/convolutional_networks
 def max_pool_backward_naive(dout, cache):
     """Backward of max_pool_forward_naive: each dout[n, c, i, j] goes to the position of its
     window's maximum (the first one in row-major order on ties); overlapping windows add up.
@@ -885,6 +920,7 @@ def avg_pool_backward_naive(dout, cache):
     return dx
 
 
+# student-writes: assignment3/gans
 def conv_transpose_forward_naive(x, w, b, conv_param):
     """Transposed convolution ("deconvolution"), the upsampling layer of GAN generators.
 
@@ -918,6 +954,7 @@ def conv_transpose_forward_naive(x, w, b, conv_param):
     return out, (x, w, b, conv_param)
 
 
+# student-writes: assignment3/gans
 def conv_transpose_backward_naive(dout, cache):
     """Backward of conv_transpose_forward_naive: pad dout by P again, then each x[n, c, i, j]
     reads back the window it stamped: dx[n, c, i, j] = sum(window * w[c]) and

@@ -75,6 +75,7 @@ def _bleu_from_counts(matches, totals, c, r, smooth):
     return brevity * exp(log_p)
 
 
+# student-writes: assignment3/rnn_captioning
 def bleu_score(reference_tokens, candidate_tokens, max_n=4, smooth=True):
     """Sentence BLEU of one candidate against one or several references.
 

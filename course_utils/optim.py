@@ -59,6 +59,7 @@ def sgd(w, dw, config=None):
     return _like(w - config["learning_rate"] * dw, w), config
 
 
+# student-writes: assignment1/two_layer_net, assignment2/fully_connected_nets
 def sgd_momentum(w, dw, config=None):
     """SGD with momentum: a velocity v accumulates a decaying sum of past gradients.
 
@@ -76,6 +77,7 @@ def sgd_momentum(w, dw, config=None):
     return _like(w + v, w), config
 
 
+# student-writes: assignment2/fully_connected_nets
 def nesterov(w, dw, config=None):
     """Nesterov momentum in the "look-ahead" form of the lecture notes.
 
@@ -118,6 +120,7 @@ def adagrad(w, dw, config=None):
     return _like(w - step, w), config
 
 
+# student-writes: assignment2/fully_connected_nets
 def rmsprop(w, dw, config=None):
     """RMSProp (Tieleman & Hinton 2012): like Adagrad but with a leaky average of squared
     gradients, so step sizes stop shrinking forever.
@@ -139,6 +142,7 @@ def rmsprop(w, dw, config=None):
     return _like(w - step, w), config
 
 
+# student-writes: assignment2/fully_connected_nets
 def adam(w, dw, config=None):
     """Adam (Kingma & Ba 2015): momentum on the gradient plus RMSProp-style scaling, with
     bias correction because both moving averages start at zero.

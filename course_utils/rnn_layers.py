@@ -65,6 +65,7 @@ def sigmoid(x):
     return xp.where(x >= 0, 1.0 / (1.0 + z), z / (1.0 + z))
 
 
+# student-writes: assignment3/rnn_captioning
 def _scatter_add(target, indices, values):
     """target[indices] += values, accumulating repeated indices (in place).
 
@@ -84,6 +85,7 @@ def _scatter_add(target, indices, values):
 # ----------------------------------------------------------------------------------------
 
 
+# student-writes: assignment3/rnn_captioning
 def word_embedding_forward(x, W):
     """Look up a D-dimensional vector for every word index.
 
@@ -104,6 +106,7 @@ def word_embedding_forward(x, W):
     return W[x], (x, W)
 
 
+# student-writes: assignment3/rnn_captioning
 def word_embedding_backward(dout, cache):
     """Gradient of the embedding lookup: dW[v] = sum of dout over every position holding v.
 
@@ -125,6 +128,7 @@ def word_embedding_backward(dout, cache):
 # ----------------------------------------------------------------------------------------
 
 
+# student-writes: assignment3/rnn_captioning
 def temporal_affine_forward(x, w, b):
     """The same affine map applied at every timestep.
 
@@ -142,6 +146,7 @@ def temporal_affine_forward(x, w, b):
     return x @ w + b, (x, w, b)
 
 
+# student-writes: assignment3/rnn_captioning
 def temporal_affine_backward(dout, cache):
     """Backward of temporal_affine_forward.
 
@@ -160,6 +165,7 @@ def temporal_affine_backward(dout, cache):
     return dx, dw, db
 
 
+# student-writes: assignment3/rnn_captioning
 def temporal_softmax_loss(x, y, mask):
     """Softmax cross-entropy at every timestep, ignoring masked-out positions.
 
@@ -226,6 +232,7 @@ def _check_sequence(fn, x, h0, Wx, Wh, b, gates):
     _check_cell(fn, x[:, 0, :], h0, Wx, Wh, b, gates)
 
 
+# student-writes: assignment3/rnn_captioning
 def rnn_step_forward(x, prev_h, Wx, Wh, b):
     """One timestep of a vanilla RNN: next_h = tanh(x @ Wx + prev_h @ Wh + b).
 
@@ -237,12 +244,14 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     return _rnn_step_forward(x, prev_h, Wx, Wh, b)
 
 
+# student-writes: assignment3/rnn_captioning
 def _rnn_step_forward(x, prev_h, Wx, Wh, b):
     xp = array_module(x, prev_h, Wx, Wh, b)
     next_h = xp.tanh(x @ Wx + prev_h @ Wh + b)
     return next_h, (x, prev_h, Wx, Wh, next_h)
 
 
+# student-writes: assignment3/rnn_captioning
 def rnn_step_backward(dnext_h, cache):
     """Backward of rnn_step_forward.
 
@@ -255,12 +264,14 @@ def rnn_step_backward(dnext_h, cache):
     return _rnn_step_backward(dnext_h, cache)
 
 
+# student-writes: assignment3/rnn_captioning
 def _rnn_step_backward(dnext_h, cache):
     x, prev_h, Wx, Wh, next_h = cache
     da = dnext_h * (1 - next_h**2)  # through the tanh
     return da @ Wx.T, da @ Wh.T, x.T @ da, prev_h.T @ da, da.sum(axis=0)
 
 
+# student-writes: assignment3/rnn_captioning
 def rnn_forward(x, h0, Wx, Wh, b):
     """Run a vanilla RNN over a whole sequence.
 
@@ -281,6 +292,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
     return h, caches
 
 
+# student-writes: assignment3/rnn_captioning
 def rnn_backward(dh, cache):
     """Backpropagation through time for rnn_forward.
 
@@ -313,6 +325,7 @@ def rnn_backward(dh, cache):
 # ----------------------------------------------------------------------------------------
 
 
+# student-writes: assignment3/lstm_captioning
 def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     """One timestep of an LSTM.
 
@@ -335,6 +348,7 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     return _lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)
 
 
+# student-writes: assignment3/lstm_captioning
 def _lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     xp = array_module(x, prev_h, prev_c, Wx, Wh, b)
     H = prev_h.shape[1]
@@ -349,6 +363,7 @@ def _lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c)
 
 
+# student-writes: assignment3/lstm_captioning
 def lstm_step_backward(dnext_h, dnext_c, cache):
     """Backward of lstm_step_forward.
 
@@ -362,6 +377,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     return _lstm_step_backward(dnext_h, dnext_c, cache)
 
 
+# student-writes: assignment3/lstm_captioning
 def _lstm_step_backward(dnext_h, dnext_c, cache):
     x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c = cache
     xp = array_module(dnext_h, dnext_c, x)
@@ -376,6 +392,7 @@ def _lstm_step_backward(dnext_h, dnext_c, cache):
     return da @ Wx.T, da @ Wh.T, dc * f, x.T @ da, prev_h.T @ da, da.sum(axis=0)
 
 
+# student-writes: assignment3/lstm_captioning
 def lstm_forward(x, h0, Wx, Wh, b):
     """Run an LSTM over a whole sequence; the initial cell state is zero.
 
@@ -395,6 +412,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
     return h, caches
 
 
+# student-writes: assignment3/lstm_captioning
 def lstm_backward(dh, cache):
     """Backpropagation through time for lstm_forward.
 

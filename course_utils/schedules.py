@@ -18,6 +18,7 @@ def _nonnegative(fn, name, value):
         raise ValueError(f"{fn}: {name} must be >= 0, got {value}.")
 
 
+# student-writes: extras/training_craft
 def step_decay(lr0, epoch, drop, every):
     """Multiply the rate by `drop` every `every` epochs: lr0 * drop ** floor(epoch / every).
 
@@ -29,12 +30,14 @@ def step_decay(lr0, epoch, drop, every):
     return lr0 * drop ** (epoch // every)
 
 
+# student-writes: extras/training_craft
 def exponential_decay(lr0, t, k):
     """Smooth exponential decay: lr0 * exp(-k t)."""
     _nonnegative("exponential_decay", "t", t)
     return lr0 * math.exp(-k * t)
 
 
+# student-writes: extras/training_craft
 def inverse_time_decay(lr0, t, k):
     """The 1/t schedule: lr0 / (1 + k t). Its sum diverges while its squares' sum converges,
     the classic condition for SGD to converge."""
@@ -43,6 +46,7 @@ def inverse_time_decay(lr0, t, k):
     return lr0 / (1 + k * t)
 
 
+# student-writes: extras/training_craft
 def linear_decay(lr0, t, t_end, lr_end=0.0):
     """Straight line from lr0 at t = 0 to lr_end at t = t_end, then constant lr_end."""
     _nonnegative("linear_decay", "t", t)

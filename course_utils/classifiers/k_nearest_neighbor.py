@@ -74,6 +74,7 @@ class KNearestNeighbor:
         return xp, X.astype(dtype, copy=False), self.X_train.astype(dtype, copy=False)
 
     # ------------------------------------------------------------------ distances
+    # student-writes: assignment1/knn
     def compute_distances_two_loops(self, X):
         """L2 distances (num_test, num_train), one pair at a time: slow but plainly right."""
         xp, X, Xtr = self._check_test("compute_distances_two_loops", X)
@@ -84,6 +85,7 @@ class KNearestNeighbor:
                 dists[i, j] = xp.sqrt(xp.sum(diff * diff))
         return dists
 
+    # student-writes: assignment1/knn
     def compute_distances_one_loop(self, X):
         """L2 distances, one test row against all training rows by broadcasting."""
         xp, X, Xtr = self._check_test("compute_distances_one_loop", X)
@@ -93,6 +95,7 @@ class KNearestNeighbor:
             dists[i] = xp.sqrt(xp.sum(diff * diff, axis=1))
         return dists
 
+    # student-writes: assignment1/knn
     def compute_distances_no_loops(self, X):
         """L2 distances from one matrix product: ||a||^2 - 2 a.b + ||b||^2, clamped at 0.
 
@@ -106,6 +109,7 @@ class KNearestNeighbor:
         return xp.sqrt(xp.maximum(sq, 0.0))
 
     # ------------------------------------------------------------------ prediction
+    # student-writes: assignment1/knn
     def predict_labels(self, dists, k=1):
         """Majority label of the k nearest training rows; ties go to the smallest label.
 

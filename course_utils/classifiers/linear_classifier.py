@@ -45,6 +45,7 @@ class LinearClassifier:
         """Return (loss, dW) for a minibatch; subclasses implement it."""
         raise NotImplementedError("LinearClassifier is abstract: use LinearSVM or Softmax.")
 
+    # student-writes: assignment1/svm
     def train(self, X, y, learning_rate=1e-3, reg=1e-5, num_iters=100, batch_size=200,
               verbose=False, print_every=100):
         """Minibatch SGD on (X, y); returns the loss of every iteration as a list of floats."""
@@ -70,6 +71,7 @@ class LinearClassifier:
                 print(f"iteration {it} / {num_iters}: loss {history[-1]:.4f}")
         return history
 
+    # student-writes: assignment1/svm
     def predict(self, X):
         """The highest-scoring class of every row of X."""
         if self.W is None:

@@ -29,6 +29,7 @@ from .linear_classifier import LinearClassifier, check_loss_inputs as _check_inp
 DELTA = 1.0  # the margin; its size only sets the scale of W, which reg then trades off
 
 
+# student-writes: assignment1/svm
 def svm_loss_naive(W, X, y, reg):
     """Multiclass SVM loss and gradient with explicit loops (the version to read).
 
@@ -57,6 +58,7 @@ def svm_loss_naive(W, X, y, reg):
     return loss, dW
 
 
+# student-writes: assignment1/svm
 def svm_loss_vectorized(W, X, y, reg):
     """Multiclass SVM loss and gradient for the whole batch at once (the version to train with).
 

@@ -22,6 +22,7 @@ from ..backend import array_module
 from .linear_classifier import LinearClassifier, check_loss_inputs as _check_inputs
 
 
+# student-writes: assignment1/softmax
 def softmax_loss_naive(W, X, y, reg):
     """Softmax loss and gradient with explicit loops (the version to read).
 
@@ -47,6 +48,7 @@ def softmax_loss_naive(W, X, y, reg):
     return loss, dW
 
 
+# student-writes: assignment1/softmax
 def softmax_loss_vectorized(W, X, y, reg):
     """Softmax loss and gradient for the whole batch at once (the version to train with).
 

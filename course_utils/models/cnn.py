@@ -32,6 +32,7 @@ class ThreeLayerConvNet(Model):
         W3 (hidden_dim, num_classes), b3 (num_classes,): scores.
     """
 
+    # student-writes: assignment2/convolutional_networks
     def __init__(self, input_dim=(3, 32, 32), num_filters=32, filter_size=7, hidden_dim=100,
                  num_classes=10, weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):
         """Weights ~ N(0, weight_scale^2), biases zero; the loss adds 0.5 * reg * sum |W|^2."""
@@ -61,6 +62,7 @@ class ThreeLayerConvNet(Model):
             "b3": xp.zeros(num_classes, dtype=dtype),
         }
 
+    # student-writes: assignment2/convolutional_networks
     def loss(self, X, y=None):
         """Scores (N, num_classes) if y is None, else (loss, grads)."""
         check_images("ThreeLayerConvNet", X, self.input_dim)

@@ -42,6 +42,7 @@ class FullyConnectedNet(Model):
     the ones a notebook's student wrote: {"batchnorm_forward": ..., "batchnorm_backward": ...}.
     """
 
+    # student-writes: assignment2/fully_connected_nets
     def __init__(self, hidden_dims, input_dim=3 * 32 * 32, num_classes=10,
                  dropout_keep_ratio=1, normalization=None, reg=0.0, weight_scale=1e-2,
                  dtype=np.float32, seed=None, layers=None):
@@ -93,6 +94,7 @@ class FullyConnectedNet(Model):
     def _set_state_arrays(self, arrays):
         set_bn_state(self.bn_params, arrays)
 
+    # student-writes: assignment2/fully_connected_nets
     def loss(self, X, y=None):
         """Scores (N, C) in test mode if y is None; otherwise (loss, grads) in train mode.
 

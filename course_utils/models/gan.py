@@ -324,6 +324,7 @@ class DiscriminatorDC(Model):
 # ----------------------------------------------------------------------------------------
 
 
+# student-writes: assignment3/gans
 def bce_with_logits(logits, targets):
     """Binary cross-entropy of sigmoid(logits) against targets in [0, 1], averaged over all
     entries (any shape, the same for both).
@@ -345,6 +346,7 @@ def bce_with_logits(logits, targets):
     return loss, dlogits
 
 
+# student-writes: assignment3/gans
 def discriminator_loss(logits_real, logits_fake):
     """The discriminator's loss: BCE(real, 1) + BCE(fake, 0), each averaged over its batch.
     Returns (loss, (dlogits_real, dlogits_fake))."""
@@ -354,6 +356,7 @@ def discriminator_loss(logits_real, logits_fake):
     return loss_real + loss_fake, (d_real, d_fake)
 
 
+# student-writes: assignment3/gans
 def generator_loss(logits_fake):
     """The non-saturating generator loss BCE(fake, 1) = -mean log D(G(z)) (Goodfellow et al.
     2014: stronger gradients early on than minimising log(1 - D(G(z)))).
@@ -370,6 +373,7 @@ def _require_batch(fn, **arrays):
                              f"{tuple(a.shape)}.")
 
 
+# student-writes: assignment3/gans
 def ls_discriminator_loss(scores_real, scores_fake):
     """Least-squares GAN discriminator loss (Mao et al. 2017):
         0.5 mean((D(x) - 1)^2) + 0.5 mean(D(G(z))^2).
@@ -380,6 +384,7 @@ def ls_discriminator_loss(scores_real, scores_fake):
     return loss, (real_err / scores_real.size, scores_fake / scores_fake.size)
 
 
+# student-writes: assignment3/gans
 def ls_generator_loss(scores_fake):
     """Least-squares GAN generator loss 0.5 mean((D(G(z)) - 1)^2).
     Returns (loss, dscores_fake)."""

@@ -76,6 +76,7 @@ class CaptioningRNN(Model):
                              f"(N, {self.input_dim}); got {tuple(features.shape)}, "
                              f"{features.dtype}.")
 
+    # student-writes: assignment3/rnn_captioning
     def loss(self, features, captions):
         """Teacher-forced training loss and gradients.
 
@@ -107,6 +108,7 @@ class CaptioningRNN(Model):
         _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, proj_cache)
         return loss, grads
 
+    # student-writes: assignment3/rnn_captioning, assignment3/lstm_captioning
     def sample(self, features, max_length=30):
         """Greedy decoding: start from <START>, feed back the most likely word each step.
 

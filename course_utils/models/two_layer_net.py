@@ -18,6 +18,7 @@ class TwoLayerNet(Model):
     Inputs of any shape (N, d1, ..., dk) with d1 * ... * dk = D are flattened.
     """
 
+    # student-writes: assignment1/two_layer_net, assignment2/fully_connected_nets
     def __init__(self, input_dim=3 * 32 * 32, hidden_dim=100, num_classes=10,
                  weight_scale=1e-3, reg=0.0, dtype=np.float32, seed=None):
         """Weights ~ N(0, weight_scale^2), biases zero; `seed` makes the draw repeatable.
@@ -37,6 +38,7 @@ class TwoLayerNet(Model):
             "b2": xp.zeros(num_classes, dtype=dtype),
         }
 
+    # student-writes: assignment1/two_layer_net, assignment2/fully_connected_nets
     def loss(self, X, y=None):
         """Class scores (N, C) if y is None; otherwise (loss, grads) for labels y (N,),
         grads a dict with the same keys as self.params."""
