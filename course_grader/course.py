@@ -24,8 +24,7 @@ import nbformat
 
 from . import gradebook as gradebook_writer
 from . import incidents
-from .edition import write_edition
-from .execute import make_learning_snapshot
+from .edition import write_edition, write_package
 from .job import Limits, prepare_nbgrader, grading_config, last_error
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,7 +190,9 @@ class Course:
         for item in (work / "source" / assignment).iterdir():
             if item.suffix != ".ipynb" and not item.name.startswith("."):
                 (shutil.copytree if item.is_dir() else shutil.copy2)(item, data / item.name)
-        make_learning_snapshot(dest / "lib")
+        # The kernel imports this set's student edition of the package: a solution cell that
+        # imports from course_utils finds the same stubs the student had.
+        write_package(dest / "lib", assignment, self.assignments())
         (dest / "solutions.sha256").write_text(self._solutions_hash(assignment))
 
     def ensure_templates(self, assignments) -> None:
