@@ -1,93 +1,211 @@
-"""Shortcut detection: a solution cell must be the student's own work.
+"""Shortcut detection: a part must be the student's own work, not the library's twin of it.
 
-The course ships reference implementations (course_utils.layers and friends) that later
-notebooks use. A submission could answer "implement affine_forward" with
-`from course_utils.layers import affine_forward`, or hide that behind an alias, a helper
-defined in a cell of its own, `importlib`, or a string. Before the notebook runs,
-`ShortcutGuard` reads every code cell with Python's `ast` (no student code runs), and when a
-solution cell reaches a reference implementation it replaces that cell with one that
-defines the same names as functions raising `ShortcutError`: that part's tests fail with a
-message saying why, and the rest of the notebook is graded normally.
+Grading runs in the set's student edition (edition.py): the library functions this set asks
+for are stubs there, so importing them gets a student nothing. What the edition still holds
+complete is a *twin* of some parts: the fast layers beside a naive part (conv_forward_fast
+for conv_forward_naive), a function an earlier set asked for and a later one asks again (relu
+in activations_and_init), a checked helper the library gives (conv_output_size).
+
+Before the notebook runs, `ShortcutGuard` reads every code cell with Python's `ast` (no
+student code runs). A solution cell that reaches a twin of a part it defines -- by an import,
+an attribute of a course_utils module, a name another cell bound to one, a helper that calls
+one, or a literal name handed to getattr, eval or the import machinery -- is replaced by a
+cell whose functions raise `ShortcutError` with the reason in one line: that part scores 0,
+the rest of the notebook is graded normally. Nothing else costs points: getattr, vars,
+globals and eval on the student's own values, docstrings, comments and strings that mention
+the library are the student's business.
 """
 from __future__ import annotations
 
 import ast
+import re
 
 from nbgrader.preprocessors import NbGraderPreprocessor
-from traitlets import List, Unicode
+from traitlets import Unicode
 
 from . import incidents
 
-# Modules whose functions students are asked to write somewhere in the course.
-REFERENCE_MODULES = (
-    "course_utils.layers", "course_utils.fast_layers", "course_utils.rnn_layers",
-    "course_utils.layer_utils", "course_utils.optim", "course_utils.solver",
-    "course_utils.models", "course_utils.classifiers", "course_utils.features",
-    "course_utils.metrics",
-)
-# Modules most notebooks may use freely, but that one notebook asks students to write
-# (keyed by notebook name): there they count as reference code too.
-NOTEBOOK_REFERENCE_MODULES = {
-    "training_craft": ("course_utils.augment", "course_utils.schedules"),
+PACKAGE = "course_utils"
+# Library functions that answer a part under another name (a part is also answered by a
+# library function of its own name: that needs no entry). Keyed by the part's name.
+TWINS = {
+    "conv_forward_naive": ("conv_forward_fast", "conv_forward_1x1"),
+    "conv_backward_naive": ("conv_backward_fast", "conv_backward_1x1"),
+    "max_pool_forward_naive": ("max_pool_forward_fast",),
+    "max_pool_backward_naive": ("max_pool_backward_fast",),
+    "conv_transpose_forward_naive": ("conv_transpose_forward_fast",),
+    "conv_transpose_backward_naive": ("conv_transpose_backward_fast",),
+    "conv_transpose_forward": ("conv_transpose_forward_fast", "conv_transpose_forward_naive"),
+    "residual_block_forward": ("residual_basic_forward",),
+    "residual_block_backward": ("residual_basic_backward",),
+    "preact_block_forward": ("preact_residual_forward",),
+    "preact_block_backward": ("preact_residual_backward",),
+    "sentence_bleu": ("bleu_score", "corpus_bleu"),
+    "sgd_momentum_update": ("sgd_momentum",),
+    "two_layer_scores": ("TwoLayerNet",),
+    "two_layer_loss": ("TwoLayerNet",),
+    "ThreeLayerConvNet": ("ConvNet",),
+    "hog_cell_histogram": ("hog_feature", "hog_features"),
+    "mse_loss": ("l2_loss",),
+    "bce_loss": ("bce_with_logits",),
+    "relu": ("relu_forward",),
+    "pixel_softmax_loss": ("softmax_loss", "temporal_softmax_loss"),
 }
-# Builtins and attributes that can reach a module without an import statement.
-DYNAMIC_NAMES = {"__import__", "importlib", "exec", "eval", "compile", "globals", "vars",
-                 "getattr", "__builtins__"}
-DYNAMIC_ATTRIBUTES = {"import_module", "modules", "__dict__", "__globals__"}
+# Calls whose literal string arguments name what they reach.
+DYNAMIC_CALLS = {"getattr", "eval", "exec", "compile", "__import__", "import_module",
+                 "attrgetter", "find_spec"}
+_WORD = re.compile(r"[A-Za-z_]\w*")
 
 
-def _is_reference(module: str, allowed: tuple[str, ...], reference=REFERENCE_MODULES) -> bool:
-    if any(module == a or module.startswith(a + ".") for a in allowed):
-        return False
-    if module == "course_utils":
-        return True  # `import course_utils` reaches everything through attributes
-    return any(module == m or module.startswith(m + ".") for m in reference)
+def twins(part: str) -> set[str]:
+    """The library names that answer `part`: its own name and its TWINS."""
+    return {part, *TWINS.get(part, ())}
 
 
-def reference_modules(notebook: str) -> tuple[str, ...]:
-    """The reference modules for one notebook: the course-wide ones plus its own."""
-    return REFERENCE_MODULES + NOTEBOOK_REFERENCE_MODULES.get(notebook, ())
+def _module_of(node) -> str | None:
+    """'course_utils.x.y' for an attribute chain course_utils.x.y (names only), else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        return ".".join([node.id, *reversed(parts)])
+    return None
 
 
-class _Tainted(ast.NodeVisitor):
-    """Names bound, anywhere in the notebook, to something that reaches a reference module."""
+class _Bindings(ast.NodeVisitor):
+    """What the notebook's names stand for, from every code cell: course_utils modules
+    (`import course_utils.layers as L`) and names that reach library functions (`from
+    course_utils.fast_layers import conv_forward_fast`, or a helper that calls one)."""
 
-    def __init__(self, allowed, reference=REFERENCE_MODULES):
-        self.allowed = allowed
-        self.reference = reference
-        self.names: set[str] = set()
+    def __init__(self):
+        self.modules: dict[str, str] = {}           # alias -> module path
+        self.reaches: dict[str, set[str]] = {}      # name -> library names it reaches
 
     def visit_Import(self, node):
         for alias in node.names:
-            if _is_reference(alias.name, self.allowed, self.reference):
-                self.names.add((alias.asname or alias.name).split(".")[0])
+            if alias.name == PACKAGE or alias.name.startswith(PACKAGE + "."):
+                if alias.asname:
+                    self.modules[alias.asname] = alias.name
+                else:
+                    self.modules[PACKAGE] = PACKAGE
 
     def visit_ImportFrom(self, node):
         module = node.module or ""
+        if not (module == PACKAGE or module.startswith(PACKAGE + ".")):
+            return
         for alias in node.names:
-            full = f"{module}.{alias.name}"
-            if (_is_reference(module, self.allowed, self.reference)
-                    or _is_reference(full, self.allowed, self.reference)):
-                self.names.add(alias.asname or alias.name)
+            bound = alias.asname or alias.name
+            # `from course_utils import layers` binds a module; anything else a function.
+            self.modules[bound] = f"{module}.{alias.name}"
+            self.reaches[bound] = {alias.name}
 
     def visit_Assign(self, node):
-        if _mentions(node.value, self.names):
+        found = reached(node.value, self)
+        if found:
             for target in node.targets:
                 for n in ast.walk(target):
                     if isinstance(n, ast.Name):
-                        self.names.add(n.id)
+                        self.reaches.setdefault(n.id, set()).update(found)
         self.generic_visit(node)
 
     def visit_FunctionDef(self, node):
-        # A helper defined outside the solution cell that uses a reference name is tainted too.
-        if _mentions(node, self.names - {node.name}):
-            self.names.add(node.name)
+        # A helper, in any cell, that reaches library code reaches it for whoever calls it.
+        found = reached(node, self, skip={node.name})
+        if found:
+            self.reaches.setdefault(node.name, set()).update(found)
+        self.generic_visit(node)
 
     visit_AsyncFunctionDef = visit_FunctionDef
+    visit_ClassDef = visit_FunctionDef
 
 
-def _mentions(node, names) -> bool:
-    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
+def reached(node, bindings: _Bindings, skip=frozenset(), names=None) -> set[str]:
+    """Library names that `node` reaches: attributes of course_utils modules, names bound to
+    library functions (when read as globals: `names`), literal names handed to DYNAMIC_CALLS,
+    and names it imports from course_utils itself."""
+    found: set[str] = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Attribute):
+            base = _module_of(n.value)
+            if base is not None:
+                root = base.split(".")[0]
+                if root in bindings.modules or root == PACKAGE and PACKAGE in bindings.modules:
+                    found.add(n.attr)
+        elif isinstance(n, ast.ImportFrom) and (n.module or "").startswith(PACKAGE):
+            found |= {a.name for a in n.names}
+        elif isinstance(n, ast.Import):
+            for alias in n.names:
+                if alias.name.startswith(PACKAGE + "."):
+                    found.add(alias.name.rsplit(".", 1)[1])
+        elif isinstance(n, ast.Call):
+            func = n.func
+            called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            if called in DYNAMIC_CALLS:
+                for arg in n.args:
+                    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                        found |= set(_WORD.findall(arg.value))
+    reads = names if names is not None else [
+        n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
+    for name in reads:
+        if name not in skip:
+            found |= bindings.reaches.get(name, set())
+    return found
+
+
+def parts_of(tree) -> list[str]:
+    """The parts a solution cell answers: the functions and classes it defines at top level,
+    and the methods of those classes."""
+    parts = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            parts.append(node.name)
+            if isinstance(node, ast.ClassDef):
+                parts += [m.name for m in node.body if isinstance(m, ast.FunctionDef)
+                          and not m.name.startswith("__")]
+    return parts
+
+
+def _twin_attributes(tree, wanted: set[str]) -> set[str]:
+    """Attributes named like a twin on anything but self/cls (`sys.modules[...].conv_forward_
+    fast`, `__import__(...).relu_forward`): no honest part reads another object's twin."""
+    found = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Attribute) and n.attr in wanted:
+            if not (isinstance(n.value, ast.Name) and n.value.id in ("self", "cls")):
+                found.add(n.attr)
+    return found
+
+
+def shortcut_reason(cell_source: str, bindings: _Bindings | None = None) -> str | None:
+    """Why this solution cell is not the student's own work (one line), or None."""
+    try:
+        tree = ast.parse(cell_source)
+    except SyntaxError:
+        return None  # the student's own broken code; its tests will say so
+    bindings = bindings or _Bindings()
+    local = _Bindings()
+    local.modules, local.reaches = dict(bindings.modules), dict(bindings.reaches)
+    for node in tree.body:  # the cell's own imports count too
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            local.visit(node)
+    parts = parts_of(tree)
+    defined = set(parts)
+    wanted = set().union(*(twins(p) for p in parts)) if parts else set()
+    if not wanted:
+        return None
+    # A function or class the cell defines replaces that global, so it does not count.
+    for name in defined:
+        local.reaches.pop(name, None)
+    hits = (reached(tree, local, names=_global_reads(tree))
+            | _twin_attributes(tree, wanted - defined)) & wanted
+    if not hits:
+        return None
+    name = sorted(hits)[0]
+    part = next(p for p in parts if name in twins(p))
+    what = "itself" if name == part else f"{name}, its twin"
+    return (f"{part} uses the library's complete {what} (course_utils) instead of the "
+            "student's own code")
 
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
@@ -161,40 +279,6 @@ def _global_reads(tree) -> list[str]:
     return found
 
 
-def shortcut_reason(cell_source: str, tainted: set[str], allowed=(),
-                    reference=REFERENCE_MODULES) -> str | None:
-    """Why this solution cell is not the student's own work, or None if it looks fine.
-    `reference`: the reference modules (see reference_modules for one notebook's)."""
-    try:
-        tree = ast.parse(cell_source)
-    except SyntaxError:
-        return None  # the student's own broken code; its tests will say so
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if _is_reference(alias.name, allowed, reference):
-                    return f"imports {alias.name}, which holds the course's reference code"
-        elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if _is_reference(module, allowed, reference) or any(
-                    _is_reference(f"{module}.{a.name}", allowed, reference) for a in node.names):
-                return f"imports from {module}, which holds the course's reference code"
-        elif (isinstance(node, ast.Name) and node.id in DYNAMIC_NAMES
-              or isinstance(node, ast.Attribute) and node.attr in DYNAMIC_ATTRIBUTES):
-            name = node.id if isinstance(node, ast.Name) else node.attr
-            return f"uses '{name}', which can load the course's reference code indirectly"
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                and "course_utils" in node.value:
-            return "names course_utils in a string, which can load the reference code indirectly"
-    # A global the cell reads that a locked cell bound to reference code (a function or
-    # class the cell defines itself replaces that global, so it does not count).
-    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    for name in _global_reads(tree):
-        if name in tainted and name not in defined:
-            return f"uses '{name}', which comes from the course's reference code"
-    return None
-
-
 def _stub_cell(source: str, reason: str) -> str:
     """Source that defines the cell's functions as raising ShortcutError(reason)."""
     try:
@@ -202,7 +286,7 @@ def _stub_cell(source: str, reason: str) -> str:
         names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
     except SyntaxError:
         names = []
-    message = f"This part scores 0: the solution cell {reason}. Write it yourself."
+    message = f"This part scores 0: {reason}. Write it yourself."
     lines = ["class ShortcutError(Exception):", "    pass", ""]
     for name in names:
         lines += [f"def {name}(*args, **kwargs):", f"    raise ShortcutError({message!r})", ""]
@@ -211,33 +295,26 @@ def _stub_cell(source: str, reason: str) -> str:
 
 
 class ShortcutGuard(NbGraderPreprocessor):
-    """Sanitizing step: replaces solution cells that reach reference code (see module doc)."""
+    """Sanitizing step: replaces solution cells that use a library twin (see module doc)."""
 
-    allowed_modules = List(
-        Unicode(), default_value=["course_utils.backend", "course_utils.gradient_check",
-                                  "course_utils.data", "course_utils.vis_utils"],
-        help="course_utils modules a solution cell may import.",
-    ).tag(config=True)
     incident_dir = Unicode("", help="Where to record what was found (see incidents.py).").tag(config=True)
 
     def preprocess(self, nb, resources):
-        allowed = tuple(self.allowed_modules)
-        reference = reference_modules(resources.get("nbgrader", {}).get("notebook", ""))
         code = [c for c in nb.cells if c.cell_type == "code"]
-        tainted = _Tainted(allowed, reference)
+        solution = [c for c in code if c.metadata.get("nbgrader", {}).get("solution")
+                    and not c.metadata.get("nbgrader", {}).get("grade")]
+        bindings = _Bindings()
         for cell in code:
             try:
-                tainted.visit(ast.parse(cell.source))
+                bindings.visit(ast.parse(cell.source))
             except SyntaxError:
                 continue
         found = []
-        for cell in code:
-            meta = cell.metadata.get("nbgrader", {})
-            if not meta.get("solution") or meta.get("grade"):
-                continue
-            reason = shortcut_reason(cell.source, tainted.names, allowed, reference)
+        for cell in solution:
+            reason = shortcut_reason(cell.source, bindings)
             if reason:
-                found.append(f"{meta.get('grade_id', '?')}: {reason}")
+                grade_id = cell.metadata["nbgrader"].get("grade_id", "?")
+                found.append(f"{grade_id}: {reason}")
                 cell.source = _stub_cell(cell.source, reason)
         for line in found:
             self.log.warning("Shortcut detected in %s", line)

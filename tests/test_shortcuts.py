@@ -1,86 +1,124 @@
-"""The shortcut guard's static check, cell by cell (the pipeline test grades whole hostile
-notebooks; this pins down which imports count as the course's reference code)."""
+"""The shortcut guard, cell by cell: it zeroes a part that uses the library's complete twin of
+it, and nothing else (the pipeline test grades whole hostile notebooks)."""
+import ast
+
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook
 
-from course_grader.shortcuts import shortcut_reason
+from course_grader.shortcuts import ShortcutGuard, _Bindings, shortcut_reason
+
+NAIVE_HEADER = "def conv_forward_naive(x, w, b, conv_param):\n"
 
 
 @pytest.mark.parametrize("source", [
-    "from course_utils.layers import affine_forward",
-    "from course_utils.metrics import bleu_score\ndef sentence_bleu(r, c):\n    return bleu_score(r, c)",
-    "import course_utils.metrics as m",
-    "from course_utils import metrics",
-    "import course_utils",
+    # the part's own name, imported or reached through a module
+    "from course_utils.layers import affine_forward as af\n"
+    "def affine_forward(x, w, b):\n    return af(x, w, b)",
+    "from course_utils import layers as L\ndef relu_forward(x):\n    return L.relu_forward(x)",
+    "import course_utils.layers\ndef relu_forward(x):\n    return course_utils.layers.relu_forward(x)",
+    "import course_utils\ndef relu_forward(x):\n    return course_utils.layers.relu_forward(x)",
+    # a twin under another name: the fast layer beside the naive part
+    "from course_utils.fast_layers import conv_forward_fast\n" + NAIVE_HEADER +
+    "    return conv_forward_fast(x, w, b, conv_param)",
+    "import course_utils.fast_layers as F\n" + NAIVE_HEADER +
+    "    return F.conv_forward_fast(x, w, b, conv_param)",
+    # literal names handed to the dynamic machinery
+    NAIVE_HEADER + "    m = __import__('course_utils.fast_layers', fromlist=['x'])\n"
+    "    return getattr(m, 'conv_forward_fast')(x, w, b, conv_param)",
+    NAIVE_HEADER + "    return eval('__import__(\"course_utils.fast_layers\").fast_layers"
+    ".conv_forward_fast')(x, w, b, conv_param)",
+    "import importlib\n" + NAIVE_HEADER +
+    "    return importlib.import_module('course_utils.fast_layers').conv_forward_fast("
+    "x, w, b, conv_param)",
+    "import sys\n" + NAIVE_HEADER +
+    "    return sys.modules['course_utils.fast_layers'].conv_forward_fast(x, w, b, conv_param)",
+    # a class part and its methods
+    "from course_utils.models import ConvNet\nclass ThreeLayerConvNet(ConvNet):\n    pass",
 ])
-def test_reference_code_is_flagged(source):
-    assert shortcut_reason(source, set()) is not None
+def test_a_part_that_uses_its_library_twin_is_flagged(source):
+    reason = shortcut_reason(source)
+    assert reason is not None
+    assert "\n" not in reason and "course_utils" in reason and "instead of" in reason
 
 
 @pytest.mark.parametrize("source", [
-    "import numpy as np\ndef f(x):\n    return np.maximum(x, 0)",
-    "from course_utils.gradient_check import eval_numerical_gradient",
-    "from course_utils.data import decode_captions",
+    # getattr, vars, globals, eval on the student's own values; docstrings and comments that
+    # name the library; a string that mentions course_utils
+    "import numpy as np\n"
+    "def affine_forward(x, w, b):\n"
+    "    '''Like course_utils.layers.affine_forward, which I did not use.'''\n"
+    "    dot = getattr(np, 'dot')\n"
+    "    rows = eval('x.shape[0]')\n"
+    "    assert 'np' in globals() and 'x' in vars()\n"
+    "    # course_utils.layers.affine_forward would be cheating\n"
+    "    note = 'not from course_utils'\n"
+    "    return dot(x.reshape(rows, -1), w) + b, (x, w, b)",
+    # a library function that is not a twin of this part: a tool from an earlier set
+    "from course_utils.layers import affine_forward\n"
+    "def rnn_step_forward(x, prev_h, Wx, Wh, b):\n"
+    "    import numpy as np\n    h = np.tanh(x @ Wx + prev_h @ Wh + b)\n"
+    "    return h, (x, prev_h, Wx, Wh, h)",
+    "from course_utils.gradient_check import eval_numerical_gradient\n"
+    "def relu_forward(x):\n    return x * (x > 0), x",
+    "from course_utils.data import decode_captions",   # no part: nothing to take
     "def broken(:\n",  # the student's own syntax error: the tests will say so
+    # the part's own name used for its own definition, and a method named like a twin
+    "def conv_forward_naive(x, w, b, conv_param):\n    return conv_forward_naive_impl(x)\n",
+    "class ThreeLayerConvNet:\n    def loss(self, X, y=None):\n        return self.forward(X)",
 ])
-def test_own_work_and_allowed_modules_pass(source):
-    assert shortcut_reason(source, set()) is None
+def test_honest_code_is_never_flagged(source):
+    assert shortcut_reason(source) is None
 
 
-def test_names_a_locked_cell_imported_are_flagged_unless_redefined():
-    assert "bleu_score" in shortcut_reason("score = bleu_score(a, b)", {"bleu_score"})
-    assert shortcut_reason("def bleu_score(a, b):\n    return 1.0", {"bleu_score"}) is None
+def _bindings(*cells):
+    b = _Bindings()
+    for c in cells:
+        b.visit(ast.parse(c))
+    return b
 
 
-def test_a_parameter_or_local_shadows_a_tainted_global():
-    # A locked cell may bind `model = ConvNet(...)`; a solution that takes its own `model`
-    # argument (or assigns a local of that name) is not using the reference object.
-    tainted = {"model", "affine_forward"}
-    ok = [
-        "def saliency(model, X):\n    return model.forward(X)",
-        "def f(X):\n    model = make(X)\n    return model(X)",
-        "def f(X, **model):\n    return [model for model in X]",
-        "f = lambda model: model + 1",
-        "def f(xs):\n    return [m * 2 for m in xs]",
-        "def affine_forward(x, w, b):\n    return x @ w + b\nout = affine_forward(1, 2, 3)",
-        "model = MyNet()\nmodel.fit(X)",                       # rebound before it is read
-    ]
+def test_names_another_cell_bound_to_a_twin_are_flagged_unless_redefined():
+    given = _bindings("from course_utils.fast_layers import conv_forward_fast\n"
+                      "from course_utils.layers import relu_forward\n")
+    assert shortcut_reason(NAIVE_HEADER + "    return conv_forward_fast(x, w, b, conv_param)",
+                           given)
+    # relu_forward bound by the given cell, and redefined by the part itself: the student's
+    assert shortcut_reason("def relu_forward(x):\n    return x * (x > 0), x", given) is None
+
+
+def test_a_helper_in_another_cell_that_calls_a_twin_is_followed():
+    helper = _bindings("import course_utils.fast_layers as F\n"
+                       "def helper(*a):\n    return F.conv_forward_fast(*a)\n")
+    assert shortcut_reason(NAIVE_HEADER + "    return helper(x, w, b, conv_param)", helper)
+    assert shortcut_reason("def other_part(x):\n    return helper(x)", helper) is None
+
+
+def test_a_parameter_or_local_shadows_a_bound_global():
+    given = _bindings("from course_utils.layers import relu_forward as model\n")
+    ok = ["def relu_forward(model, X):\n    return model.forward(X)",
+          "def relu_forward(X):\n    model = make(X)\n    return model(X)",
+          "def relu_forward(X):\n    return [model * 2 for model in X]"]
     for source in ok:
-        assert shortcut_reason(source, tainted) is None, source
-    flagged = [
-        "def f(X):\n    return model.forward(X)",             # the notebook's global model
-        "def f(X, scale=model):\n    return scale",            # default: evaluated outside
-        "def f(X):\n    global model\n    model = 1\n    return model",
-        "def f(X):\n    def g():\n        return affine_forward(X)\n    return g()",
-        "out = [model(x) for x in xs]",
-        "model = model\nmodel.fit(X)",                         # the value reads the global
-        "if cond:\n    model = MyNet()\nmodel.fit(X)",         # maybe still the global
-    ]
+        assert shortcut_reason(source, given) is None, source
+    flagged = ["def relu_forward(X):\n    return model(X)",
+               "def relu_forward(X, f=model):\n    return f(X)",
+               "def relu_forward(X):\n    def g():\n        return model(X)\n    return g()"]
     for source in flagged:
-        assert shortcut_reason(source, tainted) is not None, source
+        assert shortcut_reason(source, given) is not None, source
 
 
-def test_a_notebook_can_add_its_own_reference_modules():
-    """training_craft asks students to write schedules and augmentations, so there (and only
-    there) importing course_utils.schedules / course_utils.augment is a shortcut."""
-    from course_grader.shortcuts import reference_modules
+def test_the_guard_replaces_only_the_cell_that_took_a_twin():
+    def solution(source, grade_id):
+        cell = new_code_cell(source)
+        cell.metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": grade_id}
+        return cell
 
-    cell = "from course_utils.schedules import step_decay\n"
-    assert shortcut_reason(cell, set(), reference=reference_modules("training_craft"))
-    assert shortcut_reason(cell, set(), reference=reference_modules("fully_connected_nets")) is None
-    assert shortcut_reason("import course_utils.augment as A\n", set(),
-                           reference=reference_modules("training_craft"))
-
-
-def test_the_guard_uses_the_graded_notebooks_own_reference_modules():
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    from course_grader.shortcuts import ShortcutGuard
-
-    def notebook():
-        solution = new_code_cell("def flip(X):\n    return A.random_flip(X)\n")
-        solution.metadata["nbgrader"] = {"solution": True, "grade": False, "grade_id": "flip"}
-        return new_notebook(cells=[new_code_cell("import course_utils.augment as A"), solution])
-
-    for name, stubbed in (("training_craft", True), ("convolutional_networks", False)):
-        nb, _ = ShortcutGuard().preprocess(notebook(), {"nbgrader": {"notebook": name}})
-        assert ("ShortcutError" in nb.cells[1].source) == stubbed, name
+    nb = new_notebook(cells=[
+        new_code_cell("import course_utils.fast_layers as F"),
+        solution(NAIVE_HEADER + "    return F.conv_forward_fast(x, w, b, conv_param)", "naive"),
+        solution("def conv_relu_pool_forward(x, w, b, cp, pp):\n"
+                 "    return F.conv_forward_fast(x, w, b, cp)", "sandwich")])
+    nb, _ = ShortcutGuard().preprocess(nb, {"nbgrader": {"notebook": "convolutional_networks"}})
+    assert "ShortcutError" in nb.cells[1].source
+    assert "conv_forward_fast, its twin" in nb.cells[1].source
+    assert "ShortcutError" not in nb.cells[2].source  # the fast layer is that part's tool
