@@ -168,10 +168,12 @@ course_utils/: the course's learning package. The functions this set or a later 
 to write are stubs here: each raises NotImplementedError and names the notebook where you
 write it. Functions of earlier sets are complete.
 
-Set up once, from this folder:
-    python -m pip install numpy matplotlib jupyter scikit-learn scipy pillow tqdm
-    jupyter notebook
-The notebooks import course_utils from this folder.
+Set up once (Python 3.11 or newer), then start Jupyter in this folder:
+    python -m pip install "numpy>=2" scipy matplotlib scikit-learn scikit-image pillow h5py tqdm jupyter
+    jupyter lab
+The notebooks import course_utils from this folder. They run on real images that those
+packages ship; for CIFAR-10, put cifar-10-batches-py/ in ./datasets/ or point COURSE_DATA_DIR
+at the folder that holds it.
 """
 
 
