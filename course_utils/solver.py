@@ -20,6 +20,7 @@ validation accuracy.
 from __future__ import annotations
 
 import pickle
+import time
 
 from . import optim
 from .backend import array_module, asarray, default_rng, to_float, to_numpy
@@ -39,6 +40,7 @@ _DEFAULTS = dict(
     verbose=True,
     progress=None,
     seed=None,
+    time_budget=None,
 )
 
 
@@ -68,6 +70,11 @@ class Solver:
         progress: show a tqdm progress bar over iterations (default: same as verbose).
         seed: seed of the numpy generator that samples minibatches and accuracy subsets,
             so a run can be repeated exactly.
+        time_budget: None, or seconds of training after which train() stops at the end of
+            the current step, measures accuracy and keeps the best model so far. An
+            experiment that runs on a student's own layers then costs its own time, however
+            slow those layers are, not the rest of the notebook's. `stopped_early` says
+            whether it happened.
     """
 
     def __init__(self, model, data, **kwargs):
@@ -122,6 +129,10 @@ class Solver:
         self.verbose = bool(opts["verbose"])
         self.progress = self.verbose if opts["progress"] is None else bool(opts["progress"])
         self.seed = opts["seed"]
+        self.time_budget = opts["time_budget"]
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ValueError(f"Solver: time_budget must be None or a positive number of "
+                             f"seconds, got {self.time_budget!r}.")
         self._reset()
 
     def _reset(self):
@@ -135,6 +146,7 @@ class Solver:
         self.optim_configs = {p: dict(self.optim_config) for p in self.model.params}
         self._rng = default_rng(self.seed)
         self._bar = None
+        self.stopped_early = False
 
     # ------------------------------------------------------------------------------------
     @staticmethod
@@ -236,6 +248,7 @@ class Solver:
         iterations_per_epoch = max(num_train // self.batch_size, 1)
         num_iterations = self.num_epochs * iterations_per_epoch
         self._bar = self._make_bar(num_iterations)
+        deadline = None if self.time_budget is None else time.monotonic() + self.time_budget
         try:
             for t in range(num_iterations):
                 self._step()
@@ -257,8 +270,14 @@ class Solver:
                             if "learning_rate" in config:
                                 config["learning_rate"] *= self.lr_decay
 
-                if t == 0 or epoch_end:
+                out_of_time = deadline is not None and time.monotonic() > deadline
+                if t == 0 or epoch_end or out_of_time and t + 1 < num_iterations:
                     self._record_accuracy(num_epochs_done=self.epoch)
+                if out_of_time and t + 1 < num_iterations:
+                    self.stopped_early = True
+                    self._print(f"Stopped after {t + 1} of {num_iterations} iterations: the "
+                                f"time budget of {self.time_budget:g} s is used up.")
+                    break
         finally:
             if self._bar is not None:
                 self._bar.close()

@@ -309,3 +309,30 @@ def test_one_solver_step_on_cupy_matches_numpy(cupy_backend):
     assert loss_cp == pytest.approx(loss_np, rel=1e-10)  # float64 both; reduction order differs
     for k in p_np:
         np.testing.assert_allclose(p_cp[k], p_np[k], rtol=1e-9, atol=1e-12)
+
+
+class SlowSoftmax(TinySoftmax):
+    """A student's slow layers: every training step sleeps."""
+
+    def loss(self, X, y=None):
+        if y is not None:
+            import time
+            time.sleep(0.05)
+        return super().loss(X, y)
+
+
+def test_a_time_budget_stops_a_slow_run_and_keeps_the_best_model_so_far(capsys):
+    solver = make_solver(SlowSoftmax(5, 3), num_epochs=50, time_budget=0.3, verbose=True,
+                         progress=False)
+    solver.train()
+    steps = len(solver.loss_history)
+    assert solver.stopped_early and 2 <= steps <= 12  # ~6 steps of 0.05 s, not 200
+    assert "time budget of 0.3 s is used up" in capsys.readouterr().out
+    # accuracy was measured where it stopped, and the model holds the best of it
+    assert len(solver.val_acc_history) >= 2
+    assert solver.best_val_acc == max(solver.val_acc_history)
+    fast = make_solver(num_epochs=2, time_budget=60.0)
+    fast.train()
+    assert not fast.stopped_early and len(fast.loss_history) == 2 * 4
+    with pytest.raises(ValueError, match="time_budget"):
+        make_solver(time_budget=0)
