@@ -25,6 +25,7 @@ import nbformat
 from . import gradebook as gradebook_writer
 from . import incidents
 from .edition import write_edition, write_package
+from .execute import prepare_kernel_lib
 from .job import Limits, prepare_nbgrader, grading_config, last_error
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,6 +194,7 @@ class Course:
         # The kernel imports this set's student edition of the package: a solution cell that
         # imports from course_utils finds the same stubs the student had.
         write_package(dest / "lib", assignment, self.assignments())
+        prepare_kernel_lib(dest / "lib")
         (dest / "solutions.sha256").write_text(self._solutions_hash(assignment))
 
     def ensure_templates(self, assignments) -> None:

@@ -141,7 +141,7 @@ def pack_folder(folder: Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
         for path in sorted(Path(folder).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
+            if path.is_file():  # __pycache__ included: prepare_kernel_lib's bytecode
                 z.write(path, path.relative_to(folder).as_posix())
     return buffer.getvalue()
 
