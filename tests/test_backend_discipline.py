@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "course_utils"
 HOT_PATH = sorted(
     [PACKAGE / name for name in ("layers.py", "fast_layers.py", "rnn_layers.py",
                                  "layer_utils.py", "optim.py", "augment.py", "solver.py",
-                                 "schedules.py", "attention.py", "transformer.py")]
+                                 "schedules.py", "attention.py", "transformer.py",
+                                 "contrastive.py", "diffusion.py")]
     + list((PACKAGE / "models").glob("*.py"))
     + list((PACKAGE / "classifiers").glob("*.py"))
 )
