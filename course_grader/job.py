@@ -119,10 +119,33 @@ def prepare_nbgrader():
     """Call before nbgrader runs in this process. nbgrader stamps every new gradebook with the
     head of its migrations by running the `alembic` executable: a second Python that imports
     all of nbgrader again, about 4 s per new gradebook (two per release). alembic_head reads
-    the same migration scripts in this process, in a tenth of a second."""
+    the same migration scripts in this process, in a tenth of a second. And its metadata
+    validator re-checks its own schema for every cell (_SchemaChecked)."""
     import nbgrader.api
+    import nbgrader.nbgraderformat.common as metadata_format
 
     nbgrader.api.get_alembic_version = alembic_head
+    metadata_format.jsonschema = _SchemaChecked()
+
+
+class _SchemaChecked:
+    """Stands in for the jsonschema module in nbgrader's cell-metadata validator.
+    jsonschema.validate(instance, schema) first validates the *schema* against its
+    meta-schema, every call: about half a second per graded notebook (two passes over every
+    cell). The schema is nbgrader's own file and never changes, so it is checked once; each
+    cell's metadata is still validated against it."""
+
+    _validators: dict = {}
+
+    def validate(self, instance, schema):
+        import jsonschema
+
+        key = id(schema)
+        if key not in self._validators:
+            cls = jsonschema.validators.validator_for(schema)
+            cls.check_schema(schema)
+            self._validators[key] = (schema, cls(schema))  # keep schema alive: id stays valid
+        self._validators[key][1].validate(instance)
 
 
 def alembic_head() -> str:

@@ -113,3 +113,21 @@ def test_new_gradebooks_are_stamped_with_the_head_alembic_itself_reports(tmp_pat
     stamped = sqlite3.connect(tmp_path / "new.db").execute(
         "SELECT version_num FROM alembic_version").fetchall()
     assert stamped == [(out.split()[0],)]
+
+
+def test_prepared_nbgrader_still_rejects_bad_cell_metadata():
+    """prepare_nbgrader checks nbgrader's metadata schema once instead of per cell; every
+    cell is still validated against it."""
+    import nbformat
+    from nbgrader.nbgraderformat import MetadataValidator, ValidationError
+
+    from course_grader.job import prepare_nbgrader
+
+    prepare_nbgrader()
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "solutions" / "assignment1"
+                       / "knn.ipynb", as_version=4)
+    MetadataValidator().validate_nb(nb)  # the real notebook passes
+    graded = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+    graded.metadata["nbgrader"]["points"] = "many"
+    with pytest.raises(ValidationError, match="'many' is not of type 'number'"):
+        MetadataValidator().validate_nb(nb)
