@@ -131,3 +131,19 @@ def test_prepared_nbgrader_still_rejects_bad_cell_metadata():
     graded.metadata["nbgrader"]["points"] = "many"
     with pytest.raises(ValidationError, match="'many' is not of type 'number'"):
         MetadataValidator().validate_nb(nb)
+
+
+def test_only_a_jobs_throwaway_gradebook_skips_the_disk_wait(tmp_path):
+    """prepare_nbgrader: SQLite commits skip fsync inside a job folder (course-job-*),
+    never elsewhere, so the course's gradebook stays durable."""
+    from sqlalchemy import create_engine, text
+
+    from course_grader.job import JOB_PREFIX, prepare_nbgrader
+
+    prepare_nbgrader()
+    for folder, want in ((tmp_path / f"{JOB_PREFIX}abc", 0), (tmp_path / "course", 2)):
+        folder.mkdir()
+        engine = create_engine(f"sqlite:///{folder / 'gradebook.db'}")
+        with engine.connect() as con:
+            assert con.execute(text("PRAGMA synchronous")).scalar() == want, folder
+        engine.dispose()
