@@ -584,6 +584,43 @@ def test_generator_gradient_flows_through_discriminator():
         assert rel_error(g_grads[name], num) < MODEL_TOL, name
 
 
+def test_gan_parts_run_on_the_activation_functions_they_are_given():
+    from course_utils import layers as lib
+
+    calls = []
+
+    def counted(name, scale=1.0):
+        def function(*args):
+            calls.append(name)
+            out = getattr(lib, name)(*args)
+            return (scale * out[0], out[1]) if name.endswith("forward") else scale * out
+        return function
+
+    given = {name: counted(name, 2.0 if name == "tanh_forward" else 1.0)
+             for name in ("leaky_relu_forward", "leaky_relu_backward", "tanh_forward", "tanh_backward")}
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((3, 3))
+    for make in (lambda **kw: GeneratorFC(3, [4], 6, dtype=np.float64, seed=0, **kw),
+                 lambda **kw: GeneratorDC(3, (1, 8, 8), channels=(2,), dtype=np.float64, seed=0, **kw)):
+        calls.clear()
+        mine, library = make(layers=given), make()
+        out, cache = mine.forward(z)
+        assert np.allclose(out, 2 * library.forward(z)[0])  # the doubled tanh is used
+        mine.backward(np.ones_like(out), cache)
+        assert "tanh_forward" in calls and "tanh_backward" in calls
+    for make, x in ((lambda **kw: DiscriminatorFC(6, [4], dtype=np.float64, seed=1, **kw),
+                     rng.standard_normal((3, 6))),
+                    (lambda **kw: DiscriminatorDC((1, 8, 8), channels=(2,), dtype=np.float64,
+                                                  seed=1, **kw), rng.standard_normal((3, 1, 8, 8)))):
+        calls.clear()
+        logits, cache = make(layers=given).forward(x)
+        assert np.array_equal(logits, make().forward(x)[0])  # same functions, same numbers
+        make(layers=given).backward(np.ones_like(logits), cache)
+        assert calls == ["leaky_relu_forward", "leaky_relu_backward"]
+    with pytest.raises(ValueError, match=r"GeneratorFC: layers has no 'relu_forward'"):
+        GeneratorFC(3, [4], 6, layers={"relu_forward": lib.relu_forward})
+
+
 def test_bce_with_logits_matches_definition_and_is_stable():
     s = np.linspace(-4, 4, 9)
     t = np.linspace(0, 1, 9)

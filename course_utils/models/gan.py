@@ -22,14 +22,21 @@ import math
 
 import numpy as np
 
-from .. import backend
+from .. import backend, layers as library
 from ..fast_layers import (conv_backward_fast, conv_forward_fast,
                            conv_transpose_backward_fast, conv_transpose_forward_fast)
 from ..layers import (affine_backward, affine_forward, batchnorm_backward, batchnorm_forward,
-                      leaky_relu_backward, leaky_relu_forward, relu_backward, relu_forward,
-                      sigmoid_forward, spatial_batchnorm_backward, spatial_batchnorm_forward,
-                      tanh_backward, tanh_forward)
-from .base import Model, bn_state, new_bn_param, set_bn_state
+                      relu_backward, relu_forward, sigmoid_forward, spatial_batchnorm_backward,
+                      spatial_batchnorm_forward)
+from .base import Model, bn_state, layer_functions, new_bn_param, set_bn_state
+
+# The activation functions the GAN parts call, by name; `layers=` replaces any of them (e.g.
+# with a notebook's own, where the library's are a later notebook's exercise).
+LAYERS = {
+    "leaky_relu_forward": library.leaky_relu_forward,
+    "leaky_relu_backward": library.leaky_relu_backward,
+    "tanh_forward": library.tanh_forward, "tanh_backward": library.tanh_backward,
+}
 
 # With 4x4 kernels, stride 2 and pad 1, a convolution halves H and W; a transposed one
 # doubles them.
@@ -57,9 +64,10 @@ class _MLP(Model):
 
     _name = "MLP"
 
-    def __init__(self, dims, alpha, weight_scale, dtype, seed, out_gain):
+    def __init__(self, dims, alpha, weight_scale, dtype, seed, out_gain, layers=None):
         if min(dims) < 1:
             raise ValueError(f"{self._name}: every layer size must be >= 1, got {dims}.")
+        self.layers = layer_functions(self._name, LAYERS, layers)
         self.dims, self.alpha, self.dtype = list(dims), alpha, dtype
         self.num_layers = len(dims) - 1
         rng = backend.default_rng(seed)
@@ -85,7 +93,7 @@ class _MLP(Model):
             h, affine_cache = affine_forward(h, self.params[f"W{i}"], self.params[f"b{i}"])
             act_cache = None
             if i < self.num_layers:
-                h, act_cache = leaky_relu_forward(h, self.alpha)
+                h, act_cache = self.layers.leaky_relu_forward(h, self.alpha)
             caches.append((affine_cache, act_cache))
         return h, caches
 
@@ -94,7 +102,7 @@ class _MLP(Model):
         for i in range(self.num_layers, 0, -1):
             affine_cache, act_cache = caches[i - 1]
             if act_cache is not None:
-                dout = leaky_relu_backward(dout, act_cache)
+                dout = self.layers.leaky_relu_backward(dout, act_cache)
             dout, grads[f"W{i}"], grads[f"b{i}"] = affine_backward(dout, affine_cache)
         return dout, grads
 
@@ -105,26 +113,27 @@ class GeneratorFC(_MLP):
     {affine - leaky ReLU(alpha)} per hidden layer, then affine - tanh (tanh matches data
     scaled to [-1, 1]). Params Wi, bi for i = 1..len(hidden_dims) + 1. Default init:
     N(0, 2 / fan_in) before leaky ReLU, N(0, 1 / fan_in) before tanh; or N(0, weight_scale^2).
+    layers: replacements for the activation functions it calls (names in LAYERS).
     """
 
     _name = "GeneratorFC"
 
     def __init__(self, noise_dim, hidden_dims, output_dim, alpha=0.01, weight_scale=None,
-                 dtype=np.float32, seed=None):
+                 dtype=np.float32, seed=None, layers=None):
         super().__init__([noise_dim, *hidden_dims, output_dim], alpha, weight_scale, dtype,
-                         seed, out_gain=1.0)
+                         seed, out_gain=1.0, layers=layers)
 
     def forward(self, z, mode="train"):
         """z (N, noise_dim) -> (samples (N, output_dim), cache). `mode` is accepted for the
         same interface as GeneratorDC; nothing here depends on it."""
         pre, caches = self._forward_layers(z)
-        out, tanh_cache = tanh_forward(pre)
+        out, tanh_cache = self.layers.tanh_forward(pre)
         return out, (caches, tanh_cache)
 
     def backward(self, dout, cache):
         """dout (N, output_dim) -> (dz (N, noise_dim), grads keyed like params)."""
         caches, tanh_cache = cache
-        return self._backward_layers(tanh_backward(dout, tanh_cache), caches)
+        return self._backward_layers(self.layers.tanh_backward(dout, tanh_cache), caches)
 
 
 class DiscriminatorFC(_MLP):
@@ -132,14 +141,15 @@ class DiscriminatorFC(_MLP):
 
     {affine - leaky ReLU(alpha)} per hidden layer, then an affine layer to one logit per
     example (no sigmoid: the losses take logits, which is numerically safer).
+    layers: replacements for the activation functions it calls (names in LAYERS).
     """
 
     _name = "DiscriminatorFC"
 
     def __init__(self, input_dim, hidden_dims, alpha=0.01, weight_scale=None,
-                 dtype=np.float32, seed=None):
+                 dtype=np.float32, seed=None, layers=None):
         super().__init__([input_dim, *hidden_dims, 1], alpha, weight_scale, dtype, seed,
-                         out_gain=1.0)
+                         out_gain=1.0, layers=layers)
 
     def forward(self, x, mode="train"):
         """x (N, ...) -> (logits (N,), cache)."""
@@ -168,17 +178,19 @@ class GeneratorDC(Model):
     Params: W1, b1 (affine), Wi, bi (i >= 2, transposed convs with w (C_in, C_out, 4, 4)),
     gammai, betai for every layer but the last. Batch-norm running statistics live in
     self.bn_params (saved with the model). Default init N(0, weight_scale^2) with 0.02 as in
-    the DCGAN paper.
+    the DCGAN paper. layers: replacements for the activation functions it calls (names in
+    LAYERS).
     """
 
     def __init__(self, noise_dim, output_shape=(1, 28, 28), channels=(128, 64),
-                 weight_scale=0.02, dtype=np.float32, seed=None):
+                 weight_scale=0.02, dtype=np.float32, seed=None, layers=None):
         C, H, W = output_shape
         k = len(channels)
         if k < 1 or H % 2**k or W % 2**k:
             raise ValueError(f"GeneratorDC: output_shape {tuple(output_shape)} needs H and W "
                              f"divisible by 2^len(channels) = {2**k} (each transposed conv "
                              f"doubles the size), with at least one channel count.")
+        self.layers = layer_functions("GeneratorDC", LAYERS, layers)
         self.noise_dim, self.output_shape = noise_dim, tuple(output_shape)
         self.channels, self.dtype = list(channels), dtype
         self.start = (channels[0], H // 2**k, W // 2**k)
@@ -235,7 +247,7 @@ class GeneratorDC(Model):
                 h, c_act = relu_forward(h)
             else:
                 c_bn = None
-                h, c_act = tanh_forward(h)
+                h, c_act = self.layers.tanh_forward(h)
             caches.append((c_conv, c_bn, c_act))
         return h, caches
 
@@ -245,7 +257,7 @@ class GeneratorDC(Model):
         for i in range(self.num_layers, 1, -1):
             c_conv, c_bn, c_act = cache[i - 1]
             if c_bn is None:
-                dout = tanh_backward(dout, c_act)
+                dout = self.layers.tanh_backward(dout, c_act)
             else:
                 dout = relu_backward(dout, c_act)
                 dout, grads[f"gamma{i}"], grads[f"beta{i}"] = spatial_batchnorm_backward(dout,
@@ -265,16 +277,18 @@ class DiscriminatorDC(Model):
         affine to one logit
     Strided convolutions replace pooling, as in DCGAN. H and W must be divisible by
     2^len(channels). Params Wi, bi (convs, then the final affine). Init N(0, weight_scale^2).
+    layers: replacements for the activation functions it calls (names in LAYERS).
     """
 
     def __init__(self, input_shape=(1, 28, 28), channels=(64, 128), alpha=0.2,
-                 weight_scale=0.02, dtype=np.float32, seed=None):
+                 weight_scale=0.02, dtype=np.float32, seed=None, layers=None):
         C, H, W = input_shape
         k = len(channels)
         if k < 1 or H % 2**k or W % 2**k:
             raise ValueError(f"DiscriminatorDC: input_shape {tuple(input_shape)} needs H and W "
                              f"divisible by 2^len(channels) = {2**k} (each strided conv halves "
                              f"the size), with at least one channel count.")
+        self.layers = layer_functions("DiscriminatorDC", LAYERS, layers)
         self.input_shape, self.alpha, self.dtype = tuple(input_shape), alpha, dtype
         self.num_layers = k + 1
         rng = backend.default_rng(seed)
@@ -301,7 +315,7 @@ class DiscriminatorDC(Model):
         caches = []
         for i in range(1, L):
             h, c_conv = conv_forward_fast(h, p[f"W{i}"], p[f"b{i}"], HALVE_OR_DOUBLE)
-            h, c_act = leaky_relu_forward(h, self.alpha)
+            h, c_act = self.layers.leaky_relu_forward(h, self.alpha)
             caches.append((c_conv, c_act))
         logits, c_aff = affine_forward(h, p[f"W{L}"], p[f"b{L}"])
         caches.append(c_aff)
@@ -314,7 +328,7 @@ class DiscriminatorDC(Model):
         dh, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dlogits[:, None], cache[L - 1])
         for i in range(L - 1, 0, -1):
             c_conv, c_act = cache[i - 1]
-            dh = leaky_relu_backward(dh, c_act)
+            dh = self.layers.leaky_relu_backward(dh, c_act)
             dh, grads[f"W{i}"], grads[f"b{i}"] = conv_backward_fast(dh, c_conv)
         return dh, grads
 
