@@ -154,16 +154,10 @@ def reached(node, bindings: _Bindings, skip=frozenset(), names=None) -> set[str]
 
 
 def parts_of(tree) -> list[str]:
-    """The parts a solution cell answers: the functions and classes it defines at top level,
-    and the methods of those classes."""
-    parts = []
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            parts.append(node.name)
-            if isinstance(node, ast.ClassDef):
-                parts += [m.name for m in node.body if isinstance(m, ast.FunctionDef)
-                          and not m.name.startswith("__")]
-    return parts
+    """The parts a solution cell answers: the functions and classes it defines at top level
+    (a class's methods are its own business: `loss` or `sample` name no library twin)."""
+    return [node.name for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
 
 
 def _twin_attributes(tree, wanted: set[str]) -> set[str]:

@@ -65,6 +65,9 @@ def test_a_part_that_uses_its_library_twin_is_flagged(source):
     # the part's own name used for its own definition, and a method named like a twin
     "def conv_forward_naive(x, w, b, conv_param):\n    return conv_forward_naive_impl(x)\n",
     "class ThreeLayerConvNet:\n    def loss(self, X, y=None):\n        return self.forward(X)",
+    # a method that calls another object's method of the same name
+    "class LSTMCaptioner(Base):\n    def loss(self, X, y):\n        return super().loss(X, y)\n"
+    "    def sample(self, f):\n        return self.model.sample(f)",
 ])
 def test_honest_code_is_never_flagged(source):
     assert shortcut_reason(source) is None
