@@ -58,7 +58,7 @@ def svm_loss_naive(W, X, y, reg):
     return loss, dW
 
 
-# student-writes: assignment1/svm
+# student-writes: assignment1/svm, assignment1/features
 def svm_loss_vectorized(W, X, y, reg):
     """Multiclass SVM loss and gradient for the whole batch at once (the version to train with).
 
