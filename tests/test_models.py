@@ -344,6 +344,39 @@ def test_convnet_rejects_bad_layer_lists():
         ConvNet(input_dim=(1, 6, 6), conv_layers=(4, "pool", 4, "pool"))
 
 
+def test_convnet_runs_on_the_layer_functions_it_is_given():
+    """A notebook passes the student's spatial batch norm (and softmax): the net must call
+    those. Wrappers that count calls and scale the spatial batch-norm output by 2 show it."""
+    from course_utils import layers as lib
+
+    X, y = image_problem(N=3, shape=(2, 6, 6))
+    calls = []
+
+    def my_spatial_batchnorm_forward(x, gamma, beta, bn_param):
+        calls.append("forward")
+        out, cache = lib.spatial_batchnorm_forward(x, gamma, beta, bn_param)
+        return 2 * out, cache
+
+    def my_spatial_batchnorm_backward(dout, cache):
+        calls.append("backward")
+        return lib.spatial_batchnorm_backward(2 * dout, cache)
+
+    kwargs = dict(input_dim=(2, 6, 6), conv_layers=(3, "pool", 3), hidden_dims=(4,), num_classes=3,
+                  normalization="batchnorm", dtype=np.float64, seed=0)
+    mine = ConvNet(layers={"spatial_batchnorm_forward": my_spatial_batchnorm_forward,
+                           "spatial_batchnorm_backward": my_spatial_batchnorm_backward}, **kwargs)
+    library = ConvNet(**kwargs)
+    assert mine.loss(X, y)[0] != library.loss(X, y)[0]  # the doubled output is used
+    assert calls == ["forward", "forward", "backward", "backward"]
+    assert_grads_ok(mine, X, y, zero_grads=("b1", "b2", "b3"))  # its backward matches its forward
+    given = {name: getattr(lib, name) for name in ("affine_forward", "relu_forward", "softmax_loss")}
+    loss_a, grads_a = ConvNet(layers=given, **kwargs).loss(X, y)
+    loss_b, grads_b = library.loss(X, y)
+    assert loss_a == loss_b and all(np.array_equal(grads_a[k], grads_b[k]) for k in grads_b)
+    with pytest.raises(ValueError, match=r"ConvNet: layers has no 'spatial_bn'"):
+        ConvNet(layers={"spatial_bn": print})
+
+
 def test_convnet_overfits_50_examples_and_round_trips(tmp_path):
     X, y = image_problem(N=50, shape=(3, 8, 8), C=10, seed=2)
     model = ConvNet(input_dim=(3, 8, 8), conv_layers=(8, "pool", 16, "pool"), hidden_dims=(32,),

@@ -7,17 +7,31 @@ import math
 import numpy as np
 
 from .. import backend
-from ..layer_utils import (affine_bn_relu_backward, affine_bn_relu_forward,
-                           affine_relu_backward, affine_relu_forward, conv_bn_relu_backward,
-                           conv_bn_relu_forward, conv_bn_relu_pool_backward,
-                           conv_bn_relu_pool_forward, conv_relu_backward, conv_relu_forward,
-                           conv_relu_pool_backward, conv_relu_pool_forward)
-from ..layers import (affine_backward, affine_forward, dropout_backward, dropout_forward,
-                      softmax_loss)
-from .base import (Model, bn_state, check_images, check_labels, new_bn_param,
+from .. import layers as library
+from ..fast_layers import (conv_backward_fast, conv_forward_fast, max_pool_backward_fast,
+                           max_pool_forward_fast)
+from ..layer_utils import (affine_relu_backward, affine_relu_forward, conv_relu_pool_backward,
+                           conv_relu_pool_forward)
+from ..layers import affine_backward, affine_forward, softmax_loss
+from .base import (Model, bn_state, check_images, check_labels, layer_functions, new_bn_param,
                    set_bn_state)
 
 POOL_2X2 = {"pool_height": 2, "pool_width": 2, "stride": 2}
+
+# The layer functions ConvNet calls, by name; its `layers=` argument replaces any of them
+# (e.g. with the spatial batch norm a notebook's student wrote).
+CONVNET_LAYERS = {
+    "conv_forward": conv_forward_fast, "conv_backward": conv_backward_fast,
+    "max_pool_forward": max_pool_forward_fast, "max_pool_backward": max_pool_backward_fast,
+    "spatial_batchnorm_forward": library.spatial_batchnorm_forward,
+    "spatial_batchnorm_backward": library.spatial_batchnorm_backward,
+    "affine_forward": library.affine_forward, "affine_backward": library.affine_backward,
+    "relu_forward": library.relu_forward, "relu_backward": library.relu_backward,
+    "batchnorm_forward": library.batchnorm_forward,
+    "batchnorm_backward": library.batchnorm_backward_alt,
+    "dropout_forward": library.dropout_forward, "dropout_backward": library.dropout_backward,
+    "softmax_loss": library.softmax_loss,
+}
 
 
 class ThreeLayerConvNet(Model):
@@ -131,12 +145,15 @@ class ConvNet(Model):
     2015, keeps activation variance steady) and N(0, 1 / fan_in) for the score layer, which
     has no ReLU; a float gives N(0, weight_scale^2) everywhere.
     Dropout follows the hidden affine layers, seeded as in FullyConnectedNet.
+
+    layers: replacements for the layer functions it calls (see CONVNET_LAYERS for the names),
+    e.g. {"spatial_batchnorm_forward": ..., "spatial_batchnorm_backward": ...} from a notebook.
     """
 
     def __init__(self, input_dim=(3, 32, 32), conv_layers=(32, 32, "pool", 64, 64, "pool"),
                  hidden_dims=(256,), num_classes=10, normalization="batchnorm",
                  dropout_keep_ratio=1.0, reg=0.0, weight_scale="he", dtype=np.float32,
-                 seed=None):
+                 seed=None, layers=None):
         name = "ConvNet"
         if normalization not in (None, "batchnorm"):
             raise ValueError(f"{name}: normalization must be 'batchnorm' or None, "
@@ -147,6 +164,7 @@ class ConvNet(Model):
         if not (weight_scale == "he" or isinstance(weight_scale, (int, float))):
             raise ValueError(f"{name}: weight_scale must be 'he' or a number, "
                              f"got {weight_scale!r}.")
+        self.layers = layer_functions(name, CONVNET_LAYERS, layers)
         self.blocks = parse_conv_layers(conv_layers)
         hidden_dims = [int(d) for d in hidden_dims]
         if hidden_dims and min(hidden_dims) < 1:
@@ -210,42 +228,40 @@ class ConvNet(Model):
         """Run the first num_blocks conv blocks; returns (outputs of each block, caches)."""
         for bn_param in self.bn_params:
             bn_param["mode"] = mode
-        p, bn = self.params, self.normalization == "batchnorm"
+        p, f, bn = self.params, self.layers, self.normalization == "batchnorm"
         outputs, caches = [], []
         h = X
         for i, (_, pool) in enumerate(self.blocks[:num_blocks], start=1):
-            args = [h, p[f"W{i}"], p[f"b{i}"]]
+            # conv - [spatial batch norm] - ReLU - [2x2 max pool], each step's cache kept in order
+            h, conv_cache = f.conv_forward(h, p[f"W{i}"], p[f"b{i}"], self.conv_param)
+            bn_cache = pool_cache = None
             if bn:
-                args += [p[f"gamma{i}"], p[f"beta{i}"], self.conv_param, self.bn_params[i - 1]]
-                forward = conv_bn_relu_pool_forward if pool else conv_bn_relu_forward
-            else:
-                args += [self.conv_param]
-                forward = conv_relu_pool_forward if pool else conv_relu_forward
+                h, bn_cache = f.spatial_batchnorm_forward(h, p[f"gamma{i}"], p[f"beta{i}"],
+                                                          self.bn_params[i - 1])
+            h, relu_cache = f.relu_forward(h)
             if pool:
-                args.append(self.pool_param)
-            h, cache = forward(*args)
+                h, pool_cache = f.max_pool_forward(h, self.pool_param)
             outputs.append(h)
-            caches.append(cache)
+            caches.append((conv_cache, bn_cache, relu_cache, pool_cache))
         return outputs, caches
 
     def _conv_stack_backward(self, douts, caches, grads):
         """Backward through the conv blocks of `caches`. douts[i] is the upstream gradient on
         block i+1's output (None: none). Fills grads (W, b, gamma, beta); returns dX."""
-        bn = self.normalization == "batchnorm"
+        f, bn = self.layers, self.normalization == "batchnorm"
         dh = None
         for i in range(len(caches), 0, -1):
             if douts[i - 1] is not None:
                 dh = douts[i - 1] if dh is None else dh + douts[i - 1]
             if dh is None:
                 continue
-            pool = self.blocks[i - 1][1]
+            conv_cache, bn_cache, relu_cache, pool_cache = caches[i - 1]
+            if self.blocks[i - 1][1]:
+                dh = f.max_pool_backward(dh, pool_cache)
+            dh = f.relu_backward(dh, relu_cache)
             if bn:
-                backward = conv_bn_relu_pool_backward if pool else conv_bn_relu_backward
-                dh, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = \
-                    backward(dh, caches[i - 1])
-            else:
-                backward = conv_relu_pool_backward if pool else conv_relu_backward
-                dh, grads[f"W{i}"], grads[f"b{i}"] = backward(dh, caches[i - 1])
+                dh, grads[f"gamma{i}"], grads[f"beta{i}"] = f.spatial_batchnorm_backward(dh, bn_cache)
+            dh, grads[f"W{i}"], grads[f"b{i}"] = f.conv_backward(dh, conv_cache)
         return dh
 
     def forward(self, X, mode="test"):
@@ -260,22 +276,23 @@ class ConvNet(Model):
         if mode not in ("train", "test"):
             raise ValueError(f"ConvNet.forward: mode must be 'train' or 'test', got {mode!r}.")
         dropout_param = self._dropout_param(mode) if self.use_dropout else None
-        p, bn = self.params, self.normalization == "batchnorm"
+        p, f, bn = self.params, self.layers, self.normalization == "batchnorm"
         outputs, conv_caches = self._conv_stack_forward(X, mode, self.num_conv)
         h = outputs[-1]
         fc_caches = []
         for i in range(self.num_conv + 1, self.num_layers):
+            # affine - [batch norm] - ReLU - [dropout]
+            h, fc_cache = f.affine_forward(h, p[f"W{i}"], p[f"b{i}"])
+            bn_cache = drop_cache = None
             if bn:
-                h, cache = affine_bn_relu_forward(h, p[f"W{i}"], p[f"b{i}"], p[f"gamma{i}"],
-                                                  p[f"beta{i}"], self.bn_params[i - 1])
-            else:
-                h, cache = affine_relu_forward(h, p[f"W{i}"], p[f"b{i}"])
-            drop_cache = None
+                h, bn_cache = f.batchnorm_forward(h, p[f"gamma{i}"], p[f"beta{i}"],
+                                                  self.bn_params[i - 1])
+            h, relu_cache = f.relu_forward(h)
             if self.use_dropout:
-                h, drop_cache = dropout_forward(h, dropout_param)
-            fc_caches.append((cache, drop_cache))
+                h, drop_cache = f.dropout_forward(h, dropout_param)
+            fc_caches.append((fc_cache, bn_cache, relu_cache, drop_cache))
         L = self.num_layers
-        scores, last_cache = affine_forward(h, p[f"W{L}"], p[f"b{L}"])
+        scores, last_cache = f.affine_forward(h, p[f"W{L}"], p[f"b{L}"])
         return scores, (conv_caches, fc_caches, last_cache)
 
     def backward(self, dscores, cache):
@@ -283,18 +300,17 @@ class ConvNet(Model):
         (dX, grads): the gradient on the input images and on every parameter (no
         regularization term: `loss` adds it)."""
         conv_caches, fc_caches, last_cache = cache
-        bn, L = self.normalization == "batchnorm", self.num_layers
+        f, bn, L = self.layers, self.normalization == "batchnorm", self.num_layers
         grads = {}
-        dh, grads[f"W{L}"], grads[f"b{L}"] = affine_backward(dscores, last_cache)
+        dh, grads[f"W{L}"], grads[f"b{L}"] = f.affine_backward(dscores, last_cache)
         for i in range(L - 1, self.num_conv, -1):
-            fc_cache, drop_cache = fc_caches[i - self.num_conv - 1]
+            fc_cache, bn_cache, relu_cache, drop_cache = fc_caches[i - self.num_conv - 1]
             if self.use_dropout:
-                dh = dropout_backward(dh, drop_cache)
+                dh = f.dropout_backward(dh, drop_cache)
+            dh = f.relu_backward(dh, relu_cache)
             if bn:
-                dh, grads[f"W{i}"], grads[f"b{i}"], grads[f"gamma{i}"], grads[f"beta{i}"] = \
-                    affine_bn_relu_backward(dh, fc_cache)
-            else:
-                dh, grads[f"W{i}"], grads[f"b{i}"] = affine_relu_backward(dh, fc_cache)
+                dh, grads[f"gamma{i}"], grads[f"beta{i}"] = f.batchnorm_backward(dh, bn_cache)
+            dh, grads[f"W{i}"], grads[f"b{i}"] = f.affine_backward(dh, fc_cache)
         # affine_backward returns dx in its input's shape, (N, C, H, W) for the conv stack.
         douts = [None] * (self.num_conv - 1) + [dh]
         dX = self._conv_stack_backward(douts, conv_caches, grads)
@@ -339,7 +355,7 @@ class ConvNet(Model):
         check_labels("ConvNet", y, X.shape[0], self.num_classes)
         p, L = self.params, self.num_layers
         xp = backend.array_module(scores)
-        loss, dscores = softmax_loss(scores, y)
+        loss, dscores = self.layers.softmax_loss(scores, y)
         loss = loss + 0.5 * self.reg * sum(xp.sum(p[f"W{i}"] ** 2) for i in range(1, L + 1))
         _, grads = self.backward(dscores, cache)
         for i in range(1, L + 1):
