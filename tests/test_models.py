@@ -206,6 +206,21 @@ def test_load_names_missing_and_mismatched_arrays(tmp_path):
                           normalization="batchnorm").load(tmp_path / "small.npz")
 
 
+def _doubled(forward, backward, calls):
+    """A normalization layer's pair, wrapped to record each call in `calls` and to double its
+    output (and so its backward's incoming gradient): a net that runs them shows it."""
+    def doubled_forward(x, gamma, beta, param):
+        calls.append("forward")
+        out, cache = forward(x, gamma, beta, param)
+        return 2 * out, cache
+
+    def doubled_backward(dout, cache):
+        calls.append("backward")
+        return backward(2 * dout, cache)
+
+    return doubled_forward, doubled_backward
+
+
 def test_fc_net_trains_on_the_layer_functions_it_is_given():
     """A notebook passes the student's own layers: the net must call those, not the
     library's. Wrappers that count calls and scale the batch-norm output by 2 show both."""
@@ -214,14 +229,9 @@ def test_fc_net_trains_on_the_layer_functions_it_is_given():
     X, y = random_problem(N=6, D=4, C=3, seed=3)
     calls = []
 
-    def my_batchnorm_forward(x, gamma, beta, bn_param):
-        calls.append("forward")
-        out, cache = lib.batchnorm_forward(x, gamma, beta, bn_param)
-        return 2 * out, cache
-
-    def my_batchnorm_backward(dout, cache):
-        calls.append("backward")
-        return lib.batchnorm_backward(2 * dout, cache)  # the graph version, not the default
+    # the graph version of the backward pass, not the default
+    my_batchnorm_forward, my_batchnorm_backward = _doubled(lib.batchnorm_forward,
+                                                           lib.batchnorm_backward, calls)
 
     kwargs = dict(input_dim=4, num_classes=3, normalization="batchnorm", weight_scale=0.5,
                   dtype=np.float64, seed=0)
@@ -352,14 +362,8 @@ def test_convnet_runs_on_the_layer_functions_it_is_given():
     X, y = image_problem(N=3, shape=(2, 6, 6))
     calls = []
 
-    def my_spatial_batchnorm_forward(x, gamma, beta, bn_param):
-        calls.append("forward")
-        out, cache = lib.spatial_batchnorm_forward(x, gamma, beta, bn_param)
-        return 2 * out, cache
-
-    def my_spatial_batchnorm_backward(dout, cache):
-        calls.append("backward")
-        return lib.spatial_batchnorm_backward(2 * dout, cache)
+    my_spatial_batchnorm_forward, my_spatial_batchnorm_backward = _doubled(
+        lib.spatial_batchnorm_forward, lib.spatial_batchnorm_backward, calls)
 
     kwargs = dict(input_dim=(2, 6, 6), conv_layers=(3, "pool", 3), hidden_dims=(4,), num_classes=3,
                   normalization="batchnorm", dtype=np.float64, seed=0)
